@@ -1,0 +1,126 @@
+//! What can go wrong while reading a secret, classified by who has to act, so that the binary
+//! can map it to a documented exit code. Messages name references and fields, never values.
+
+use crate::Reference;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The class of a failure: decides the exit code and whether waiting could help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The store could not be reached (network, DNS, TLS to the store, server down).
+    Unreachable,
+    /// The store refused the caller (403, bad token).
+    Denied,
+    /// The secret is not there.
+    NotFound,
+    /// The secret is there but its content is not what was asked for.
+    BadContent,
+    /// The launcher's configuration for this source is wrong.
+    Config,
+    /// A local file could not be read.
+    Io,
+}
+
+/// A failure of one source on one reference.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// See [`ErrorKind::Unreachable`].
+    #[error("{reference}: cannot reach {store}")]
+    Unreachable {
+        /// What was being read.
+        reference: String,
+        /// Which store, e.g. the Vault address.
+        store: String,
+        /// The transport error.
+        #[source]
+        source: BoxError,
+    },
+    /// See [`ErrorKind::Denied`].
+    #[error("{reference}: permission denied by {store}{}", detail_suffix(.detail))]
+    Denied {
+        /// What was being read.
+        reference: String,
+        /// Which store.
+        store: String,
+        /// The store's own words, if it gave any (never a secret value).
+        detail: String,
+    },
+    /// See [`ErrorKind::NotFound`].
+    #[error("{reference}: no secret at this path")]
+    NotFound {
+        /// What was being read.
+        reference: String,
+    },
+    /// A named field is absent.
+    #[error("{reference}: field \"{field}\" is missing (fields present: {present})")]
+    MissingField {
+        /// The document read.
+        reference: String,
+        /// The field asked for.
+        field: String,
+        /// The names of the fields that are there.
+        present: String,
+    },
+    /// See [`ErrorKind::BadContent`].
+    #[error("{reference}: {problem}")]
+    BadContent {
+        /// What was being read (with its field when one is at fault).
+        reference: String,
+        /// What is wrong, in words that carry no value.
+        problem: String,
+    },
+    /// See [`ErrorKind::Config`].
+    #[error("{reference}: {problem}")]
+    Config {
+        /// What was being read, or the setting at fault.
+        reference: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// See [`ErrorKind::Io`].
+    #[error("{reference}: cannot read {path}")]
+    Io {
+        /// What was being read.
+        reference: String,
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl SourceError {
+    /// The class of this failure.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::Denied { .. } => ErrorKind::Denied,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::MissingField { .. } | Self::BadContent { .. } => ErrorKind::BadContent,
+            Self::Config { .. } => ErrorKind::Config,
+            Self::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// A [`SourceError::BadContent`] about one reference.
+    #[must_use]
+    pub fn bad_content(reference: &Reference, problem: impl Into<String>) -> Self {
+        Self::BadContent {
+            reference: reference.to_string(),
+            problem: problem.into(),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! HashiCorp Vault and OpenBao as a secret source.
+//!
+//! `vault:PATH` is read the way `vault kv get PATH` reads it: the mount and its KV version are
+//! found through `sys/internal/ui/mounts/PATH` (as the Vault CLI does), KV v2 is read through
+//! `MOUNT/data/REST`, KV v1 and every other engine through `PATH` itself.
+//!
+//! vaultrs does the transport. Its settings are filled in explicitly (its defaults read
+//! `VAULT_SKIP_VERIFY` and friends from the environment) and never `Debug`-printed: they hold the
+//! token.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod address;
+mod token;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use launcher_core::{Document, Fields, Reference, SecretSource, SecretString, SourceError};
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+
+pub use address::{AddressError, check_address};
+pub use token::{TokenOrigin, resolve_token};
+
+/// How to reach and authenticate to Vault. `Debug` leaves the token out.
+pub struct VaultConfig {
+    /// `VAULT_ADDR`; checked by [`check_address`].
+    pub address: String,
+    /// The token used for every request.
+    pub token: SecretString,
+    /// A PEM bundle to trust for an `https://` address (`VAULT_CACERT`), in addition to the
+    /// system roots.
+    pub ca_cert: Option<PathBuf>,
+    /// `VAULT_NAMESPACE` (Vault Enterprise / HCP; OpenBao namespaces).
+    pub namespace: Option<String>,
+    /// Per-request time limit.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("address", &self.address)
+            .field("token", &"<redacted>")
+            .field("ca_cert", &self.ca_cert)
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A connected Vault client.
+pub struct VaultSource {
+    client: VaultClient,
+    address: String,
+}
+
+impl std::fmt::Debug for VaultSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the client: its settings carry the token.
+        f.debug_struct("VaultSource")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a path lives, as `sys/internal/ui/mounts` reports it.
+#[derive(Debug, PartialEq, Eq)]
+struct Mount {
+    path: String,
+    kv_version: Option<u8>,
+}
+
+impl VaultSource {
+    /// Builds the client. Performs no request.
+    pub fn new(config: &VaultConfig) -> Result<Self, SourceError> {
+        let setting = |problem: String| SourceError::Config {
+            reference: format!("Vault at {}", config.address),
+            problem,
+        };
+        check_address(&config.address).map_err(|e| setting(e.to_string()))?;
+        let ca_certs = match &config.ca_cert {
+            Some(path) => {
+                let text = path
+                    .to_str()
+                    .ok_or_else(|| setting("the CA certificate path is not UTF-8".into()))?;
+                vec![text.to_owned()]
+            }
+            None => Vec::new(),
+        };
+        let settings = VaultClientSettingsBuilder::default()
+            .address(&config.address)
+            .token(config.token.expose())
+            .ca_certs(ca_certs)
+            .identity(None)
+            .verify(true)
+            .timeout(Some(config.timeout))
+            .namespace(config.namespace.clone())
+            .wrapping(false)
+            .version(1)
+            .build()
+            .map_err(|e| setting(format!("invalid client settings: {e}")))?;
+        let client = VaultClient::new(settings).map_err(|e| match e {
+            ClientError::FileReadError { path, source } => SourceError::Io {
+                reference: "VAULT_CACERT".into(),
+                path,
+                source,
+            },
+            ClientError::ParseCertificateError { path, .. } => {
+                setting(format!("{path} is not a PEM certificate bundle"))
+            }
+            other => setting(other.to_string()),
+        })?;
+        Ok(Self {
+            client,
+            address: config.address.clone(),
+        })
+    }
+
+    async fn mount_of(
+        &self,
+        path: &str,
+        reference: &Reference,
+    ) -> Result<Option<Mount>, SourceError> {
+        let data = match get(&self.client, format!("sys/internal/ui/mounts/{path}")).await {
+            Ok(data) => data,
+            // Not a mount the token may inspect, or no mount at all: read the path as it is,
+            // as the Vault CLI falls back to a plain read.
+            Err(ClientError::APIError {
+                code: 403 | 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(self.map_error(e, reference)),
+        };
+        Ok(parse_mount(&data))
+    }
+
+    fn map_error(&self, error: ClientError, reference: &Reference) -> SourceError {
+        let reference_text = reference.to_string();
+        match error {
+            ClientError::APIError {
+                code: 403 | 401,
+                errors,
+            } => SourceError::Denied {
+                reference: reference_text,
+                store: format!("Vault at {}", self.address),
+                detail: errors.join("; "),
+            },
+            ClientError::APIError { code: 404, .. }
+            | ClientError::ResponseDataEmptyError
+            | ClientError::ResponseEmptyError => SourceError::NotFound {
+                reference: reference_text,
+            },
+            ClientError::APIError { code, errors } if code >= 500 => SourceError::Unreachable {
+                reference: reference_text,
+                store: format!("Vault at {}", self.address),
+                source: format!("HTTP {code}: {}", errors.join("; ")).into(),
+            },
+            ClientError::APIError { code, errors } => SourceError::Config {
+                reference: reference_text,
+                problem: format!("Vault answered HTTP {code}: {}", errors.join("; ")),
+            },
+            ClientError::RestClientError {
+                source: rustify::errors::ClientError::ServerResponseError { code, .. },
+            } => SourceError::Unreachable {
+                reference: reference_text,
+                store: format!("Vault at {}", self.address),
+                source: format!("HTTP {code} without a Vault error body").into(),
+            },
+            // Response parse errors carry the body (a secret) in their fields: keep only words.
+            ClientError::RestClientError {
+                source:
+                    rustify::errors::ClientError::ResponseParseError { .. }
+                    | rustify::errors::ClientError::ResponseConversionError { .. },
+            }
+            | ClientError::JsonParseError { .. } => {
+                SourceError::bad_content(reference, "Vault's answer is not the JSON it should be")
+            }
+            ClientError::RestClientError { source } => SourceError::Unreachable {
+                reference: reference_text,
+                store: format!("Vault at {}", self.address),
+                source: Box::new(TransportError(error_chain(&source))),
+            },
+            other => SourceError::Unreachable {
+                reference: reference_text,
+                store: format!("Vault at {}", self.address),
+                source: Box::new(TransportError(other.to_string())),
+            },
+        }
+    }
+}
+
+/// A transport failure, flattened to text (rustify's errors are not `Sync`-friendly to keep).
+#[derive(Debug)]
+struct TransportError(String);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// The innermost causes of a transport error ("connection refused"), which are what a user
+/// acts on; the outer layers only say "error sending request".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut cur = error.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+fn parse_mount(data: &serde_json::Value) -> Option<Mount> {
+    let path = data.get("path")?.as_str()?.to_owned();
+    let kv_version = match data.get("type").and_then(|t| t.as_str()) {
+        Some("kv" | "generic") => Some(
+            match data.pointer("/options/version").and_then(|v| v.as_str()) {
+                Some("2") => 2,
+                _ => 1,
+            },
+        ),
+        _ => None,
+    };
+    Some(Mount { path, kv_version })
+}
+
+/// One `GET` through vaultrs, returning the `data` of the answer as JSON.
+async fn get(client: &VaultClient, path: String) -> Result<serde_json::Value, ClientError> {
+    vaultrs::api::exec_with_result(client, RawRead { path }).await
+}
+
+/// A read of an arbitrary path: vaultrs has typed endpoints for most engines, not for the
+/// mount-discovery one the CLI uses.
+#[derive(Debug)]
+struct RawRead {
+    path: String,
+}
+
+#[async_trait::async_trait]
+impl rustify::endpoint::Endpoint for RawRead {
+    type Response = serde_json::Value;
+    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
+    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> rustify::enums::RequestMethod {
+        rustify::enums::RequestMethod::GET
+    }
+}
+
+impl SecretSource for VaultSource {
+    async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
+        let path = reference.locator().trim_matches('/');
+        let mount = self.mount_of(path, reference).await?;
+        let data = match mount {
+            Some(Mount {
+                path: mount,
+                kv_version: Some(2),
+            }) => {
+                let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
+                if rest.is_empty() {
+                    return Err(SourceError::Config {
+                        reference: reference.to_string(),
+                        problem: format!(
+                            "names the KV mount \"{mount}\" itself, not a secret in it"
+                        ),
+                    });
+                }
+                vaultrs::kv2::read::<serde_json::Value>(
+                    &self.client,
+                    mount.trim_end_matches('/'),
+                    rest,
+                )
+                .await
+            }
+            _ => get(&self.client, path.to_owned()).await,
+        }
+        .map_err(|e| self.map_error(e, reference))?;
+        match data {
+            serde_json::Value::Object(map) => Ok(Document::Fields(Fields::from_json_object(map))),
+            _ => Err(SourceError::bad_content(
+                reference,
+                "Vault's answer holds no fields",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_discovery_reads_kv_versions() {
+        let v2 = serde_json::json!({"path":"secret/","type":"kv","options":{"version":"2"}});
+        assert_eq!(
+            parse_mount(&v2),
+            Some(Mount {
+                path: "secret/".into(),
+                kv_version: Some(2)
+            })
+        );
+        let v1 = serde_json::json!({"path":"kv/","type":"kv","options":null});
+        assert_eq!(
+            parse_mount(&v1),
+            Some(Mount {
+                path: "kv/".into(),
+                kv_version: Some(1)
+            })
+        );
+        let db = serde_json::json!({"path":"database/","type":"database"});
+        assert_eq!(
+            parse_mount(&db),
+            Some(Mount {
+                path: "database/".into(),
+                kv_version: None
+            })
+        );
+    }
+
+    #[test]
+    fn config_debug_hides_the_token() {
+        let c = VaultConfig {
+            address: "http://127.0.0.1:8200".into(),
+            token: SecretString::new("s.supersecret".into()),
+            ca_cert: None,
+            namespace: None,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{c:?}").contains("supersecret"));
+        let s = VaultSource::new(&c).unwrap();
+        assert!(!format!("{s:?}").contains("supersecret"));
+    }
+}

@@ -1,0 +1,219 @@
+//! The one connection: TLS verified as libpq's verify-full would, SCRAM authentication, and
+//! `pg_stat_ssl` read back for our own backend. A [`Checked`] value is the proof it succeeded;
+//! `exec` requires one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_postgres::config::{ChannelBinding, SslMode};
+
+use crate::error::{Error, Exit};
+use crate::plan::CrlPlan;
+use crate::target::Target;
+use crate::tls::{CertInfo, Chain, LibpqVerifier, Refusal};
+
+/// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `HOST:PORT` as connected.
+    pub server: String,
+    /// The address dialled when `PGHOSTADDR` is set.
+    pub hostaddr: Option<String>,
+    /// The role.
+    pub user: String,
+    /// The database.
+    pub dbname: String,
+    /// From `pg_stat_ssl`: true.
+    pub ssl: bool,
+    /// From `pg_stat_ssl`, e.g. `TLSv1.3`.
+    pub version: String,
+    /// From `pg_stat_ssl`, e.g. `TLS_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// From `pg_stat_ssl`.
+    pub bits: i32,
+    /// Whether revocation lists were loaded and checked.
+    pub crl_checked: bool,
+    /// The certificates the server sent, leaf first.
+    pub certificates: Vec<CertInfo>,
+}
+
+/// Proof that the check ran and passed. Only [`check`] makes one.
+#[derive(Debug)]
+pub struct Checked {
+    report: Report,
+}
+
+impl Checked {
+    /// What was seen.
+    #[must_use]
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+}
+
+/// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
+pub async fn check(
+    target: &Target,
+    root: &Path,
+    crl: &CrlPlan,
+    timeout: Duration,
+) -> Result<Checked, Error> {
+    let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref())
+        .map_err(|e| Error::new(Exit::Tls, e))?;
+    let crl_checked = chain.crl_checked();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(LibpqVerifier::new(
+        chain,
+        target.host.clone(),
+        provider.clone(),
+    ));
+    let tls = crate::tls::client_config(verifier.clone(), provider)
+        .map_err(|e| Error::new(Exit::Software, e))?;
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.host)
+        .port(target.port)
+        .user(&target.user)
+        .dbname(&target.dbname)
+        .application_name("launcher")
+        .ssl_mode(SslMode::Require)
+        .channel_binding(ChannelBinding::Prefer)
+        .connect_timeout(timeout);
+    if let Some(addr) = target.hostaddr {
+        config.hostaddr(addr);
+    }
+    if let Some(password) = &target.password {
+        config.password(password.expose());
+    }
+    let server = format!("{}:{}", target.host, target.port);
+    let connected =
+        tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(connector)).await;
+    drop(config);
+    let (client, connection) = match connected {
+        Err(_) => {
+            return Err(Error::msg(
+                Exit::Unavailable,
+                format!(
+                    "connection to {server} timed out after {}s",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        Ok(Err(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
+        Ok(Ok(pair)) => pair,
+    };
+    let driver = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}"))
+        })?;
+    drop(client);
+    let _ = driver.await;
+    let ssl: bool = row.get(0);
+    if !ssl {
+        return Err(Error::msg(
+            Exit::Tls,
+            format!("{server}: pg_stat_ssl says this session is not encrypted"),
+        ));
+    }
+    Ok(Checked {
+        report: Report {
+            server,
+            hostaddr: target.hostaddr.map(|a| a.to_string()),
+            user: target.user.clone(),
+            dbname: target.dbname.clone(),
+            ssl,
+            version: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            cipher: row.get::<_, Option<String>>(2).unwrap_or_default(),
+            bits: row.get::<_, Option<i32>>(3).unwrap_or_default(),
+            crl_checked,
+            certificates: verifier.seen().chain,
+        },
+    })
+}
+
+/// Maps a failed connection to the right exit code and a message in libpq's terms.
+fn classify(
+    e: &tokio_postgres::Error,
+    server: &str,
+    target: &Target,
+    refusal: Option<Refusal>,
+) -> Error {
+    let prefix = format!("connection to server at {server} failed");
+    if let Some(refusal) = refusal {
+        return Error::msg(Exit::Tls, format!("{prefix}: {refusal}"));
+    }
+    if let Some(db) = e.as_db_error() {
+        let exit = match db.code().code() {
+            // invalid_password, invalid_authorization_specification (pg_hba), insufficient_privilege
+            "28P01" | "28000" | "42501" => Exit::NoPerm,
+            // invalid_catalog_name: the database does not exist
+            "3D000" => Exit::Config,
+            _ => Exit::Unavailable,
+        };
+        return Error::msg(
+            exit,
+            format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()),
+        );
+    }
+    let text = error_chain(e);
+    if text.contains("server does not support TLS") {
+        return Error::msg(
+            Exit::Tls,
+            format!("{prefix}: server does not support SSL, but SSL was required"),
+        );
+    }
+    if text.contains("password missing") {
+        return Error::msg(
+            Exit::NoPerm,
+            format!(
+                "{prefix}: the server asks for a password and none was given (credentials from {})",
+                target.source
+            ),
+        );
+    }
+    if chain_has::<rustls::Error>(e) {
+        return Error::msg(Exit::Tls, format!("{prefix}: SSL error: {text}"));
+    }
+    Error::msg(Exit::Unavailable, format!("{prefix}: {text}"))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = inner.source();
+    }
+    parts.join(": ")
+}
+
+fn chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(inner) = cur {
+        if inner.is::<T>() {
+            return true;
+        }
+        if let Some(io) = inner.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(
+                <dyn std::error::Error + std::marker::Send + std::marker::Sync + 'static>::is::<T>,
+            )
+        {
+            return true;
+        }
+        cur = inner.source();
+    }
+    false
+}

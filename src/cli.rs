@@ -1,0 +1,130 @@
+//! What the user typed: clap definitions with their environment-variable fallbacks. No I/O and
+//! no validation beyond syntax happens here; `plan` turns this into something runnable.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  launcher --credentials vault:secret/app/db --ca vault:secret/app/db#ca_pem -- ./app --flag
+  launcher check --credentials vault:secret/app/db --ca file:/etc/ssl/db-ca.pem
+  launcher env --credentials vault:secret/app/db --ca vault:secret/app/db#ca_pem --format shell
+
+References are SOURCE:PATH[#FIELD]: vault:secret/app/db, vault:secret/app/db#ca_pem, file:/run/ca.pem.
+Exit codes: 64 usage, 65 bad secret content, 69 store or database unreachable, 70 internal,
+73 runtime file, 76 TLS certificate refused, 77 permission/authentication denied,
+78 configuration, 126 command not executable, 127 command not found; otherwise the app's own.";
+
+/// Fetch PostgreSQL credentials and CA from a secret store, verify the TLS connection the way
+/// libpq's sslmode=verify-full would, then exec the app with the libpq environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "launcher",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    args_override_self = true,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// `check` or `env`; without one, the launcher runs PROGRAM.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Where secrets come from and where the database is.
+    #[command(flatten)]
+    pub options: Options,
+
+    /// The program to exec, and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub program: Vec<OsString>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Do everything but the exec: fetch, verify the connection, print a report.
+    #[command(args_override_self = true)]
+    Check {
+        /// Sources and connection settings.
+        #[command(flatten)]
+        options: Options,
+    },
+    /// Print the environment the app would get (the password redacted unless --reveal).
+    #[command(args_override_self = true)]
+    Env {
+        /// Sources and connection settings.
+        #[command(flatten)]
+        options: Options,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = EnvFormat::Shell)]
+        format: EnvFormat,
+        /// Print the password instead of `<redacted>`.
+        #[arg(long)]
+        reveal: bool,
+    },
+}
+
+/// How `launcher env` prints variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvFormat {
+    /// `export NAME='value'`, for `eval` in a POSIX shell.
+    Shell,
+    /// `NAME="value"`, for .env files.
+    Dotenv,
+    /// One JSON object.
+    Json,
+}
+
+/// Options shared by every mode. Each has a `LAUNCHER_*` environment variable, removed from the
+/// app's environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Options {
+    /// Database credentials: a reference to a secret with username/user, password and optionally
+    /// host, port, dbname/database fields.
+    #[arg(long, env = "LAUNCHER_CREDENTIALS", value_name = "REF")]
+    pub credentials: Option<String>,
+
+    /// The CA bundle that signed the server certificate, as a reference (e.g. vault:PATH#FIELD,
+    /// file:PATH). Without it, PGSSLROOTCERT or ~/.postgresql/root.crt is used, as libpq does.
+    #[arg(long, env = "LAUNCHER_CA", value_name = "REF")]
+    pub ca: Option<String>,
+
+    /// Database host name (overrides the secret's `host`, which overrides PGHOST).
+    #[arg(long, env = "LAUNCHER_HOST")]
+    pub host: Option<String>,
+
+    /// Database port (overrides the secret's `port`, which overrides PGPORT).
+    #[arg(long, env = "LAUNCHER_PORT")]
+    pub port: Option<u16>,
+
+    /// Database name (overrides the secret's `dbname`, which overrides PGDATABASE).
+    #[arg(long, env = "LAUNCHER_DBNAME")]
+    pub dbname: Option<String>,
+
+    /// Database user (overrides the secret's `username`, which overrides PGUSER).
+    #[arg(long, env = "LAUNCHER_USER")]
+    pub user: Option<String>,
+
+    /// Vault address; else VAULT_ADDR, BAO_ADDR, https://127.0.0.1:8200.
+    #[arg(long, env = "LAUNCHER_VAULT_ADDR", value_name = "URL")]
+    pub vault_addr: Option<String>,
+
+    /// A file holding the Vault token; else VAULT_TOKEN, BAO_TOKEN, ~/.vault-token.
+    #[arg(long, env = "LAUNCHER_VAULT_TOKEN_FILE", value_name = "PATH")]
+    pub vault_token_file: Option<PathBuf>,
+
+    /// CA bundle for an https:// Vault; else VAULT_CACERT, BAO_CACERT; system roots are trusted too.
+    #[arg(long, env = "LAUNCHER_VAULT_CACERT", value_name = "PATH")]
+    pub vault_cacert: Option<PathBuf>,
+
+    /// Seconds to wait for the database connection; else PGCONNECT_TIMEOUT, else 10.
+    #[arg(long, env = "LAUNCHER_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, env = "LAUNCHER_QUIET")]
+    pub quiet: bool,
+}

@@ -1,0 +1,205 @@
+//! The app's environment: the inherited one, minus the launcher's own settings and bootstrap
+//! credentials, plus the libpq variables. Pure: no I/O, so every rule is tested here.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use launcher_core::SecretString;
+use serde_json::json;
+
+use crate::cli::EnvFormat;
+use crate::plan::ParentEnv;
+use crate::target::Target;
+
+/// Variables never passed to the app: credentials for the stores the launcher read.
+const BOOTSTRAP: &[&str] = &["VAULT_TOKEN", "BAO_TOKEN"];
+
+/// A value the launcher sets.
+#[derive(Debug)]
+pub enum Value {
+    /// Printable.
+    Plain(String),
+    /// Redacted when printed without `--reveal`.
+    Secret(SecretString),
+}
+
+impl Value {
+    fn shown(&self, reveal: bool) -> &str {
+        match self {
+            Self::Plain(v) => v,
+            Self::Secret(s) if reveal => s.expose(),
+            Self::Secret(_) => "<redacted>",
+        }
+    }
+}
+
+/// The app's environment, kept as "inherited" and "set" so that `launcher env` can show only
+/// what the launcher decided.
+#[derive(Debug)]
+pub struct ChildEnv {
+    inherited: Vec<(OsString, OsString)>,
+    set: Vec<(&'static str, Value)>,
+    /// What was overridden and why (logged as warnings).
+    pub warnings: Vec<String>,
+}
+
+impl ChildEnv {
+    /// Builds the environment for `target`, with the CA at `root`.
+    #[must_use]
+    pub fn build(parent: &ParentEnv, target: &Target, root: &Path) -> Self {
+        let mut warnings = Vec::new();
+        if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
+            warnings.push(format!(
+                "overriding inherited PGSSLMODE={mode} with verify-full"
+            ));
+        }
+        if let Some(old) = parent.get("PGSSLROOTCERT").filter(|p| Path::new(p) != root) {
+            warnings.push(format!(
+                "overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"
+            ));
+        }
+        let mut set: Vec<(&'static str, Value)> = vec![
+            ("PGHOST", Value::Plain(target.host.clone())),
+            ("PGPORT", Value::Plain(target.port.to_string())),
+            ("PGDATABASE", Value::Plain(target.dbname.clone())),
+            ("PGUSER", Value::Plain(target.user.clone())),
+        ];
+        if let Some(pw) = &target.password {
+            set.push(("PGPASSWORD", Value::Secret(pw.clone())));
+        }
+        set.push(("PGSSLMODE", Value::Plain("verify-full".into())));
+        set.push(("PGSSLROOTCERT", Value::Plain(root.display().to_string())));
+        let inherited = parent
+            .iter()
+            .filter(|(k, _)| !removed(k) && !set.iter().any(|(name, _)| OsStr::new(name) == *k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self {
+            inherited,
+            set,
+            warnings,
+        }
+    }
+
+    /// Every variable, for the exec.
+    pub fn pairs(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.inherited
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+            .chain(
+                self.set
+                    .iter()
+                    .map(|(k, v)| (OsStr::new(*k), OsStr::new(v.shown(true)))),
+            )
+    }
+
+    /// The variables the launcher sets, in `format`.
+    #[must_use]
+    pub fn render(&self, format: EnvFormat, reveal: bool) -> String {
+        match format {
+            EnvFormat::Shell => self.set.iter().fold(String::new(), |mut out, (k, v)| {
+                let _ = writeln!(
+                    out,
+                    "export {k}='{}'",
+                    v.shown(reveal).replace('\'', r"'\''")
+                );
+                out
+            }),
+            EnvFormat::Dotenv => self.set.iter().fold(String::new(), |mut out, (k, v)| {
+                let escaped = v
+                    .shown(reveal)
+                    .replace('\\', r"\\")
+                    .replace('"', "\\\"")
+                    .replace('$', r"\$");
+                let _ = writeln!(out, "{k}=\"{escaped}\"");
+                out
+            }),
+            EnvFormat::Json => {
+                let map: serde_json::Map<String, serde_json::Value> = self
+                    .set
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!(v.shown(reveal))))
+                    .collect();
+                format!("{}\n", serde_json::Value::Object(map))
+            }
+        }
+    }
+}
+
+fn removed(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    BOOTSTRAP.contains(&name) || name.starts_with("LAUNCHER_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            host: "db.test".into(),
+            hostaddr: None,
+            port: 5433,
+            user: "app".into(),
+            dbname: "prod".into(),
+            password: Some(SecretString::new("p'w$\"x".into())),
+            source: "vault:secret/db".into(),
+        }
+    }
+
+    #[test]
+    fn removes_bootstrap_and_own_variables_and_forces_verify_full() {
+        let parent = ParentEnv::from_pairs([
+            ("PATH", "/bin"),
+            ("VAULT_TOKEN", "s.tok"),
+            ("BAO_TOKEN", "b.tok"),
+            ("LAUNCHER_CREDENTIALS", "vault:x"),
+            ("PGSSLMODE", "require"),
+            ("PGHOST", "old"),
+        ]);
+        let env = ChildEnv::build(&parent, &target(), Path::new("/run/x/root.crt"));
+        let pairs: Vec<(String, String)> = env
+            .pairs()
+            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+            .collect();
+        let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("PATH"), Some("/bin"));
+        assert_eq!(get("VAULT_TOKEN"), None);
+        assert_eq!(get("BAO_TOKEN"), None);
+        assert_eq!(get("LAUNCHER_CREDENTIALS"), None);
+        assert_eq!(get("PGSSLMODE"), Some("verify-full"));
+        assert_eq!(get("PGHOST"), Some("db.test"));
+        assert_eq!(get("PGPASSWORD"), Some("p'w$\"x"));
+        assert_eq!(pairs.iter().filter(|(k, _)| k == "PGHOST").count(), 1);
+        assert_eq!(
+            env.warnings,
+            ["overriding inherited PGSSLMODE=require with verify-full"]
+        );
+    }
+
+    #[test]
+    fn renders_redacted_unless_revealed() {
+        let env = ChildEnv::build(&ParentEnv::default(), &target(), Path::new("/r/root.crt"));
+        let shell = env.render(EnvFormat::Shell, false);
+        assert!(
+            shell.contains("export PGPASSWORD='<redacted>'\n"),
+            "{shell}"
+        );
+        assert!(
+            env.render(EnvFormat::Shell, true)
+                .contains(r"export PGPASSWORD='p'\''w$"),
+            "quoted for sh"
+        );
+        assert!(
+            env.render(EnvFormat::Dotenv, true)
+                .contains(r#"PGPASSWORD="p'w\$\"x""#)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&env.render(EnvFormat::Json, false)).unwrap();
+        assert_eq!(json["PGPASSWORD"], "<redacted>");
+        assert_eq!(json["PGSSLMODE"], "verify-full");
+    }
+}

@@ -1,0 +1,207 @@
+//! launcher: fetch PostgreSQL credentials and the CA bundle from a secret store, build the libpq
+//! environment, verify the encrypted connection once exactly as libpq's `sslmode=verify-full`
+//! would, then exec the app (same PID) holding no secrets.
+//!
+//! The flow runs one way: [`cli`] → [`plan`] → [`sources`] → [`target`] + CA file
+//! ([`materialize`]) → [`check`] → [`env`] → [`exec`].
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod cli;
+pub mod env;
+pub mod error;
+pub mod exec;
+pub mod log;
+pub mod materialize;
+pub mod plan;
+pub mod sources;
+pub mod target;
+pub mod tls;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use launcher_core::{DbSecret, Document, SecretBytes, SourceError};
+
+use crate::check::{Checked, Report};
+use crate::cli::{Cli, Command, EnvFormat};
+use crate::env::ChildEnv;
+use crate::error::{Error, Exit, ResultExt};
+use crate::materialize::RuntimeDir;
+use crate::plan::{CaPlan, ParentEnv, Plan};
+use crate::sources::Sources;
+use crate::target::Target;
+
+enum Mode {
+    Launch(Vec<OsString>),
+    Check,
+    Env { format: EnvFormat, reveal: bool },
+}
+
+/// Runs the parsed command line. Returns only on failure when launching (success is the exec).
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let (options, mode) = match cli.command {
+        None => (cli.options, Mode::Launch(cli.program)),
+        Some(Command::Check { options }) => (options, Mode::Check),
+        Some(Command::Env {
+            options,
+            format,
+            reveal,
+        }) => (options, Mode::Env { format, reveal }),
+    };
+    log::set_quiet(options.quiet);
+    let env = ParentEnv::from_process();
+    let home = env.get("HOME").map(PathBuf::from);
+    let plan = Plan::new(&options, env, home.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .exit(Exit::Software)?;
+    runtime.block_on(launch(plan, mode))
+}
+
+async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
+    let (target, ca) = fetch(&plan).await?;
+    let (runtime_dir, root) = match (&plan.ca, ca) {
+        (CaPlan::Fetch(_), Some(pem)) => {
+            let dir = RuntimeDir::create(&plan.env)?;
+            let root = dir.write("root.crt", pem.expose(), 0o644)?;
+            (Some(dir), root)
+        }
+        (CaPlan::Existing(path), _) => (None, path.clone()),
+        (CaPlan::Fetch(_), None) => {
+            return Err(Error::msg(Exit::Software, "CA bundle was not fetched"));
+        }
+    };
+    match mode {
+        Mode::Env { format, reveal } => {
+            let child = ChildEnv::build(&plan.env, &target, &root);
+            print(&child.render(format, reveal))
+        }
+        Mode::Check => {
+            let outcome = check::check(&target, &root, &plan.crl, plan.connect_timeout).await;
+            if let Some(dir) = runtime_dir {
+                dir.remove();
+            }
+            print(&human_report(outcome?.report()))
+        }
+        Mode::Launch(program) => {
+            let checked = match check::check(&target, &root, &plan.crl, plan.connect_timeout).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(dir) = runtime_dir {
+                        dir.remove();
+                    }
+                    return Err(e);
+                }
+            };
+            log_connected(&checked);
+            let child = ChildEnv::build(&plan.env, &target, &root);
+            child.warnings.iter().for_each(log::warn);
+            drop(target);
+            Err(exec::exec(&program, &child, &checked))
+        }
+    }
+}
+
+/// Reads the credentials and the CA concurrently and combines them with the plan.
+async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>), Error> {
+    let sources = Sources::new(plan)?;
+    let credentials = async {
+        let Some(reference) = &plan.credentials else {
+            return Ok(DbSecret::default());
+        };
+        let mut document = sources.fetch(reference).await?;
+        if reference.field().is_some() {
+            // A field that itself holds the JSON credentials (e.g. an RDS secret in one KV field).
+            document = Document::Blob(document.select(reference)?);
+        }
+        let fields = document.into_fields(reference)?;
+        let secret = DbSecret::from_fields(&fields, reference)?;
+        log::info(format!(
+            "credentials from {reference} (fields: {})",
+            fields.names()
+        ));
+        Ok::<_, SourceError>(secret)
+    };
+    let ca = async {
+        let CaPlan::Fetch(reference) = &plan.ca else {
+            return Ok(None);
+        };
+        let pem = sources.fetch(reference).await?.select(reference)?;
+        if !contains(pem.expose(), b"-----BEGIN CERTIFICATE-----") {
+            return Err(SourceError::bad_content(
+                reference,
+                "is not a PEM certificate bundle (no BEGIN CERTIFICATE line)",
+            ));
+        }
+        Ok(Some(pem))
+    };
+    let (secret, ca) = futures_util::future::try_join(credentials, ca).await?;
+    Ok((Target::resolve(plan, secret)?, ca))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn log_connected(checked: &Checked) {
+    let r = checked.report();
+    log::info(format!(
+        "connected to {} as {}, {} {}",
+        r.server, r.user, r.version, r.cipher
+    ));
+}
+
+fn human_report(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let dialled = r
+        .hostaddr
+        .as_ref()
+        .map(|a| format!(" (dialled {a})"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "server:      {}{dialled}", r.server);
+    let _ = writeln!(out, "database:    {} as {}", r.dbname, r.user);
+    let _ = writeln!(
+        out,
+        "tls:         {} {} ({} bits)",
+        r.version, r.cipher, r.bits
+    );
+    for (i, c) in r.certificates.iter().enumerate() {
+        let label = if i == 0 {
+            "certificate:"
+        } else {
+            "chain:      "
+        };
+        let _ = writeln!(out, "{label} {}", c.subject);
+        if !c.sans.is_empty() {
+            let _ = writeln!(out, "  names:     {}", c.sans.join(", "));
+        }
+        let _ = writeln!(out, "  issuer:    {}", c.issuer);
+        let _ = writeln!(out, "  expires:   {} ({} days)", c.not_after, c.days_left);
+    }
+    let _ = writeln!(
+        out,
+        "revocation:  {}",
+        if r.crl_checked {
+            "checked against the CRL"
+        } else {
+            "no CRL configured"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "verdict:     ok: libpq with sslmode=verify-full would connect"
+    );
+    out
+}
+
+fn print(text: &str) -> Result<(), Error> {
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .exit(Exit::Software)
+}

@@ -1,0 +1,311 @@
+//! Flags + the inherited environment → a validated [`Plan`]. Pure: it reads no file and opens
+//! no connection, so every rule here is testable on its own.
+
+use std::ffi::{OsStr, OsString};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use launcher_core::Reference;
+
+use crate::cli::Options;
+use crate::error::{Error, Exit};
+
+/// The environment the launcher was started with (a snapshot; the launcher never changes its own).
+#[derive(Clone, Default)]
+pub struct ParentEnv {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl std::fmt::Debug for ParentEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets (VAULT_TOKEN, PGPASSWORD): names only.
+        f.debug_list()
+            .entries(self.vars.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl ParentEnv {
+    /// This process's environment.
+    #[must_use]
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+
+    /// An environment given explicitly (tests).
+    #[must_use]
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// A variable's value, if set, non-empty and UTF-8 (libpq ignores empty `PG*` variables).
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == OsStr::new(name))
+            .and_then(|(_, v)| v.to_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every variable, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+    }
+}
+
+/// Where the CA bundle comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaPlan {
+    /// Fetched from a source and written to the runtime directory.
+    Fetch(Reference),
+    /// A file the app already points at (`PGSSLROOTCERT`, or libpq's default
+    /// `~/.postgresql/root.crt`): used in place.
+    Existing(PathBuf),
+}
+
+/// Vault settings, gathered only when a reference needs Vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultPlan {
+    /// The address.
+    pub address: String,
+    /// `--vault-token-file`.
+    pub token_file: Option<PathBuf>,
+    /// The CA for an https:// Vault.
+    pub ca_cert: Option<PathBuf>,
+    /// `VAULT_NAMESPACE`.
+    pub namespace: Option<String>,
+}
+
+/// Connection settings given explicitly; they win over the secret and the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--dbname`.
+    pub dbname: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+}
+
+/// Certificate revocation lists, as libpq finds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlPlan {
+    /// `PGSSLCRL`, else `~/.postgresql/root.crl`.
+    pub file: Option<PathBuf>,
+    /// `PGSSLCRLDIR`.
+    pub dir: Option<PathBuf>,
+}
+
+/// Everything a launch needs to know before it touches the world.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The credentials secret, if any (without one, `PG*` variables alone describe the
+    /// connection, as for a plain libpq client).
+    pub credentials: Option<Reference>,
+    /// The CA bundle.
+    pub ca: CaPlan,
+    /// Revocation lists for the check.
+    pub crl: CrlPlan,
+    /// Explicit connection settings.
+    pub overrides: Overrides,
+    /// `PGHOSTADDR`: where to connect, while the name checked stays the host's.
+    pub hostaddr: Option<IpAddr>,
+    /// Present when any reference is a Vault one.
+    pub vault: Option<VaultPlan>,
+    /// The database connection time limit.
+    pub connect_timeout: Duration,
+    /// The inherited environment.
+    pub env: ParentEnv,
+}
+
+fn reference(flag: &str, text: &str) -> Result<Reference, Error> {
+    Reference::parse(text).map_err(|e| Error::msg(Exit::Usage, format!("--{flag}: {e}")))
+}
+
+impl Plan {
+    /// Validates the options against the inherited environment.
+    pub fn new(options: &Options, env: ParentEnv, home: Option<&Path>) -> Result<Self, Error> {
+        let credentials = options
+            .credentials
+            .as_deref()
+            .map(|t| reference("credentials", t))
+            .transpose()?;
+        let ca = match options.ca.as_deref() {
+            Some(text) => CaPlan::Fetch(reference("ca", text)?),
+            None => match env.get("PGSSLROOTCERT") {
+                Some(path) => CaPlan::Existing(PathBuf::from(path)),
+                None => match home {
+                    Some(home) => CaPlan::Existing(home.join(".postgresql/root.crt")),
+                    None => {
+                        return Err(Error::msg(
+                            Exit::Config,
+                            "no CA bundle: pass --ca or set PGSSLROOTCERT (there is no home directory for ~/.postgresql/root.crt)",
+                        ));
+                    }
+                },
+            },
+        };
+        let crl = CrlPlan {
+            file: env.get("PGSSLCRL").map(PathBuf::from).or_else(|| {
+                (env.get("PGSSLCRLDIR").is_none())
+                    .then(|| home.map(|h| h.join(".postgresql/root.crl")))
+                    .flatten()
+            }),
+            dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
+        };
+        let uses_vault = credentials
+            .iter()
+            .chain(match &ca {
+                CaPlan::Fetch(r) => Some(r),
+                CaPlan::Existing(_) => None,
+            })
+            .any(|r| r.scheme() == launcher_core::Scheme::Vault);
+        let vault = uses_vault.then(|| VaultPlan {
+            address: options
+                .vault_addr
+                .clone()
+                .or_else(|| {
+                    env.get("VAULT_ADDR")
+                        .or_else(|| env.get("BAO_ADDR"))
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| "https://127.0.0.1:8200".to_owned()),
+            token_file: options.vault_token_file.clone(),
+            ca_cert: options.vault_cacert.clone().or_else(|| {
+                env.get("VAULT_CACERT")
+                    .or_else(|| env.get("BAO_CACERT"))
+                    .map(PathBuf::from)
+            }),
+            namespace: env
+                .get("VAULT_NAMESPACE")
+                .or_else(|| env.get("BAO_NAMESPACE"))
+                .map(str::to_owned),
+        });
+        if let Some(v) = &vault {
+            launcher_vault::check_address(&v.address)
+                .map_err(|e| Error::msg(Exit::Config, format!("Vault address: {e}")))?;
+        }
+        let hostaddr = match env.get("PGHOSTADDR") {
+            None => None,
+            Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
+                Error::msg(
+                    Exit::Config,
+                    format!("PGHOSTADDR: \"{text}\" is not a numeric IP address"),
+                )
+            })?),
+        };
+        let connect_timeout = match options.connect_timeout {
+            Some(s) => s,
+            None => match env.get("PGCONNECT_TIMEOUT") {
+                // libpq: zero, negative or junk means "wait forever"; a check must end, so
+                // those fall back to the default, and libpq's 2-second minimum applies.
+                Some(t) => t
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map_or(10, |s| s.max(2)),
+                None => 10,
+            },
+        };
+        Ok(Self {
+            credentials,
+            ca,
+            crl,
+            overrides: Overrides {
+                host: options.host.clone(),
+                port: options.port,
+                dbname: options.dbname.clone(),
+                user: options.user.clone(),
+            },
+            hostaddr,
+            vault,
+            connect_timeout: Duration::from_secs(connect_timeout),
+            env,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Options {
+        Options::default()
+    }
+
+    #[test]
+    fn ca_falls_back_like_libpq() {
+        let env = ParentEnv::from_pairs([("PGSSLROOTCERT", "/etc/ca.pem")]);
+        let p = Plan::new(&opts(), env, Some(Path::new("/home/u"))).unwrap();
+        assert_eq!(p.ca, CaPlan::Existing("/etc/ca.pem".into()));
+        let p = Plan::new(&opts(), ParentEnv::default(), Some(Path::new("/home/u"))).unwrap();
+        assert_eq!(
+            p.ca,
+            CaPlan::Existing("/home/u/.postgresql/root.crt".into())
+        );
+        assert_eq!(p.crl.file, Some("/home/u/.postgresql/root.crl".into()));
+        let o = Options {
+            ca: Some("vault:secret/x#ca".into()),
+            credentials: Some("vault:secret/x".into()),
+            ..opts()
+        };
+        let env = ParentEnv::from_pairs([("VAULT_ADDR", "http://127.0.0.1:1")]);
+        let p = Plan::new(&o, env, None).unwrap();
+        assert!(matches!(p.ca, CaPlan::Fetch(_)));
+        assert_eq!(p.vault.unwrap().address, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn refuses_plain_http_vault_off_loopback_and_bad_references() {
+        let o = Options {
+            credentials: Some("vault:secret/x".into()),
+            ..opts()
+        };
+        let env = ParentEnv::from_pairs([("VAULT_ADDR", "http://10.1.2.3:8200")]);
+        let e = Plan::new(&o, env, Some(Path::new("/h"))).unwrap_err();
+        assert_eq!(e.exit(), Exit::Config);
+        assert!(e.to_string().contains("not a loopback address"), "{e}");
+        let o = Options {
+            credentials: Some("secret/x".into()),
+            ..opts()
+        };
+        let e = Plan::new(&o, ParentEnv::default(), Some(Path::new("/h"))).unwrap_err();
+        assert_eq!(e.exit(), Exit::Usage);
+        assert!(e.to_string().starts_with("--credentials: "), "{e}");
+    }
+
+    #[test]
+    fn connect_timeout_follows_pgconnect_timeout() {
+        let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "1")]);
+        assert_eq!(
+            Plan::new(&opts(), env, Some(Path::new("/h")))
+                .unwrap()
+                .connect_timeout,
+            Duration::from_secs(2)
+        );
+        let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "30")]);
+        assert_eq!(
+            Plan::new(&opts(), env, Some(Path::new("/h")))
+                .unwrap()
+                .connect_timeout,
+            Duration::from_secs(30)
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Dispatch from a reference's scheme to the provider that serves it, built only when needed.
+
+use launcher_core::{Document, Reference, Scheme, SecretSource, SourceError};
+
+use crate::error::Error;
+use crate::plan::Plan;
+
+/// The providers this launch needs.
+#[derive(Debug)]
+pub struct Sources {
+    #[cfg(feature = "vault")]
+    vault: Option<launcher_vault::VaultSource>,
+}
+
+impl Sources {
+    /// Builds the clients the plan's references need (no request is made yet).
+    pub fn new(plan: &Plan) -> Result<Self, Error> {
+        #[cfg(feature = "vault")]
+        let vault = match &plan.vault {
+            None => None,
+            Some(v) => {
+                let home = plan.env.get("HOME").map(std::path::PathBuf::from);
+                let (token, origin) = launcher_vault::resolve_token(
+                    v.token_file.as_deref(),
+                    |name| plan.env.get(name).map(str::to_owned),
+                    home.as_deref(),
+                )?;
+                crate::log::info(format!(
+                    "Vault at {} with the token from {origin}",
+                    v.address
+                ));
+                let config = launcher_vault::VaultConfig {
+                    address: v.address.clone(),
+                    token,
+                    ca_cert: v.ca_cert.clone(),
+                    namespace: v.namespace.clone(),
+                    timeout: std::time::Duration::from_secs(15),
+                };
+                Some(launcher_vault::VaultSource::new(&config)?)
+            }
+        };
+        #[cfg(not(feature = "vault"))]
+        let _ = plan;
+        Ok(Self {
+            #[cfg(feature = "vault")]
+            vault,
+        })
+    }
+
+    /// Reads what `reference` points at.
+    pub async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
+        match reference.scheme() {
+            #[cfg(feature = "vault")]
+            Scheme::Vault => match &self.vault {
+                Some(v) => v.fetch(reference).await,
+                None => Err(not_configured(reference)),
+            },
+            #[cfg(feature = "file")]
+            Scheme::File => launcher_file::FileSource.fetch(reference).await,
+            #[allow(
+                unreachable_patterns,
+                reason = "reached only when a provider feature is off"
+            )]
+            _ => Err(SourceError::Config {
+                reference: reference.to_string(),
+                problem: format!(
+                    "this launcher was built without the \"{}\" source",
+                    reference.scheme().prefix()
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "vault")]
+fn not_configured(reference: &Reference) -> SourceError {
+    SourceError::Config {
+        reference: reference.to_string(),
+        problem: "Vault is not configured".into(),
+    }
+}

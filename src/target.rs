@@ -1,0 +1,120 @@
+//! Which server, database and role the app will use: explicit flag > the secret's field > the
+//! inherited `PG*` variable > libpq's default.
+
+use std::net::IpAddr;
+
+use launcher_core::{DbSecret, SecretString};
+
+use crate::error::{Error, Exit};
+use crate::plan::Plan;
+
+/// The connection the app will make.
+#[derive(Debug)]
+pub struct Target {
+    /// The host name (also the name the certificate must carry).
+    pub host: String,
+    /// `PGHOSTADDR`, if set: the address actually dialled.
+    pub hostaddr: Option<IpAddr>,
+    /// The port.
+    pub port: u16,
+    /// The role.
+    pub user: String,
+    /// The database.
+    pub dbname: String,
+    /// The password, if any.
+    pub password: Option<SecretString>,
+    /// Where the credentials came from, for messages (`vault:secret/app/db`).
+    pub source: String,
+}
+
+impl Target {
+    /// Combines the plan and the secret.
+    pub fn resolve(plan: &Plan, secret: DbSecret) -> Result<Self, Error> {
+        let env = &plan.env;
+        let source = plan
+            .credentials
+            .as_ref()
+            .map_or_else(|| "the environment".to_owned(), ToString::to_string);
+        let host = plan
+            .overrides
+            .host
+            .clone()
+            .or(secret.host)
+            .or_else(|| env.get("PGHOST").map(str::to_owned))
+            .ok_or_else(|| {
+                Error::msg(Exit::Config, format!("no database host: pass --host, add a \"host\" field to {source}, or set PGHOST"))
+            })?;
+        if host.starts_with('/') || host.starts_with('@') {
+            return Err(Error::msg(
+                Exit::Config,
+                format!(
+                    "database host \"{host}\" is a Unix socket, which has no TLS to verify: give a TCP host name"
+                ),
+            ));
+        }
+        if host.contains(',') {
+            return Err(Error::msg(
+                Exit::Config,
+                format!("database host \"{host}\" lists several hosts; give exactly one"),
+            ));
+        }
+        let port = match (plan.overrides.port, secret.port, env.get("PGPORT")) {
+            (Some(p), _, _) | (None, Some(p), _) => p,
+            (None, None, Some(text)) => text
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    Error::msg(
+                        Exit::Config,
+                        format!("PGPORT: \"{text}\" is not a port number"),
+                    )
+                })?,
+            (None, None, None) => 5432,
+        };
+        let user = plan
+            .overrides
+            .user
+            .clone()
+            .or(secret.user)
+            .or_else(|| env.get("PGUSER").map(str::to_owned))
+            .or_else(os_user)
+            .ok_or_else(|| {
+                Error::msg(Exit::Config, format!("no database user: pass --user, add a \"username\" field to {source}, or set PGUSER"))
+            })?;
+        let dbname = plan
+            .overrides
+            .dbname
+            .clone()
+            .or(secret.dbname)
+            .or_else(|| env.get("PGDATABASE").map(str::to_owned))
+            .unwrap_or_else(|| user.clone());
+        let password = secret.password.or_else(|| {
+            env.get("PGPASSWORD")
+                .map(|p| SecretString::new(p.to_owned()))
+        });
+        Ok(Self {
+            host,
+            hostaddr: plan.hostaddr,
+            port,
+            user,
+            dbname,
+            password,
+            source,
+        })
+    }
+}
+
+/// libpq's default user: the name of the effective OS user.
+fn os_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut parts = line.split(':');
+        let name = parts.next()?;
+        let id = parts.nth(1)?.parse::<u32>().ok()?;
+        (id == uid).then(|| name.to_owned())
+    })
+}

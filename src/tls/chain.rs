@@ -1,0 +1,173 @@
+//! Certificate-chain verification with the verdict libpq gets.
+//!
+//! libpq does not build chains itself: it hands the root file to OpenSSL
+//! (`SSL_CTX_load_verify_locations`), adds `PGSSLCRL`/`PGSSLCRLDIR` (or `~/.postgresql/root.crl`)
+//! with `X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL` when they load, and lets
+//! `X509_verify_cert` decide with the `ssl_server` purpose at the `SSL_CTX`'s security level.
+//! Re-implementing OpenSSL's path building (v1 roots, CA:TRUE leaves, expired anchors,
+//! partial chains, CRL scoping, key-size levels from openssl.cnf) would only approximate that, so
+//! this module asks the same OpenSSL the system's libpq links, configured the same way. The TLS
+//! session itself stays rustls'; this is called from its certificate verifier.
+
+use std::path::{Path, PathBuf};
+
+use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod};
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Lookup, X509StoreRef};
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509, X509PurposeId, X509StoreContext};
+
+/// Why the chain was refused, in libpq's and OpenSSL's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The root file is missing (libpq checks with `stat()` first).
+    #[error(
+        "root certificate file \"{0}\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
+    )]
+    RootMissing(PathBuf),
+    /// The root file has no certificate or CRL OpenSSL can read.
+    #[error("could not read root certificate file \"{path}\": {reason}")]
+    RootUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// OpenSSL's reason.
+        reason: String,
+    },
+    /// `X509_verify_cert` said no. libpq shows only "certificate verify failed"; the reason and
+    /// depth are added so that the user can act.
+    #[error("SSL error: certificate verify failed: {reason} (at depth {depth}{subject})")]
+    Refused {
+        /// OpenSSL's verify error string, e.g. "certificate has expired".
+        reason: String,
+        /// 0 is the server's certificate.
+        depth: u32,
+        /// The subject of the certificate at fault, when known.
+        subject: String,
+    },
+    /// The server sent something OpenSSL cannot parse.
+    #[error("SSL error: the server's certificate could not be parsed")]
+    Unparsable,
+    /// OpenSSL itself failed.
+    #[error("OpenSSL: {0}")]
+    Internal(String),
+}
+
+/// A trust store loaded the way libpq loads it.
+pub struct Chain {
+    context: SslContext,
+    crl_loaded: bool,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("crl_loaded", &self.crl_loaded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chain {
+    /// Loads the root file and the CRLs as libpq's `initialize_SSL` does.
+    pub fn load(
+        root: &Path,
+        crl_file: Option<&Path>,
+        crl_dir: Option<&Path>,
+    ) -> Result<Self, ChainError> {
+        if std::fs::metadata(root).is_err() {
+            return Err(ChainError::RootMissing(root.to_owned()));
+        }
+        let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
+        // A client SSL_CTX picks up openssl.cnf's system defaults (Debian: SECLEVEL=2), as libpq's does.
+        let level = SslContext::builder(SslMethod::tls_client())
+            .map_err(internal)?
+            .build()
+            .security_level();
+        let mut builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
+        builder
+            .set_ca_file(root)
+            .map_err(|e| ChainError::RootUnreadable {
+                path: root.to_owned(),
+                reason: first_reason(&e),
+            })?;
+        let store = builder.cert_store_mut();
+        let mut crl_loaded = false;
+        // libpq: X509_STORE_load_locations(store, file, dir); on failure, silently no CRL check.
+        if let Some(file) = crl_file.filter(|f| f.is_file())
+            && let Ok(lookup) = store.add_lookup(X509Lookup::file())
+        {
+            crl_loaded |= lookup
+                .load_crl_file(file, SslFiletype::PEM)
+                .is_ok_and(|n| n > 0);
+        }
+        if let Some(dir) = crl_dir.filter(|d| d.is_dir())
+            && let (Some(text), Ok(lookup)) =
+                (dir.to_str(), store.add_lookup(X509Lookup::hash_dir()))
+        {
+            crl_loaded |= lookup.add_dir(text, SslFiletype::PEM).is_ok();
+        }
+        let mut param = openssl::x509::verify::X509VerifyParam::new().map_err(internal)?;
+        param.set_auth_level(i32::try_from(level).unwrap_or(i32::MAX));
+        store.set_param(&param).map_err(internal)?;
+        if crl_loaded {
+            store
+                .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
+                .map_err(internal)?;
+        }
+        store
+            .set_purpose(X509PurposeId::SSL_SERVER)
+            .map_err(internal)?;
+        Ok(Self {
+            context: builder.build(),
+            crl_loaded,
+        })
+    }
+
+    /// Whether a CRL was loaded (and so revocation is checked).
+    #[must_use]
+    pub fn crl_checked(&self) -> bool {
+        self.crl_loaded
+    }
+
+    fn store(&self) -> &X509StoreRef {
+        self.context.cert_store()
+    }
+
+    /// `X509_verify_cert` on the chain the server sent (leaf first).
+    pub fn verify(&self, leaf_der: &[u8], intermediates: &[&[u8]]) -> Result<(), ChainError> {
+        let leaf = X509::from_der(leaf_der).map_err(|_| ChainError::Unparsable)?;
+        let mut untrusted = Stack::new().map_err(|e| ChainError::Internal(e.to_string()))?;
+        for der in intermediates {
+            let cert = X509::from_der(der).map_err(|_| ChainError::Unparsable)?;
+            untrusted
+                .push(cert)
+                .map_err(|e| ChainError::Internal(e.to_string()))?;
+        }
+        let mut ctx = X509StoreContext::new().map_err(|e| ChainError::Internal(e.to_string()))?;
+        let outcome = ctx
+            .init(self.store(), &leaf, &untrusted, |c| {
+                let ok = c.verify_cert()?;
+                let subject = c
+                    .current_cert()
+                    .map(|cert| format!(", {}", super::info::name_line(cert.subject_name())))
+                    .unwrap_or_default();
+                Ok((ok, c.error(), c.error_depth(), subject))
+            })
+            .map_err(|e| ChainError::Internal(e.to_string()))?;
+        match outcome {
+            (true, _, _, _) => Ok(()),
+            (false, error, depth, subject) => Err(ChainError::Refused {
+                reason: error.error_string().to_owned(),
+                depth,
+                subject,
+            }),
+        }
+    }
+}
+
+fn first_reason(e: &openssl::error::ErrorStack) -> String {
+    e.errors()
+        .first()
+        .and_then(openssl::error::Error::reason)
+        .unwrap_or("no certificate found")
+        .to_owned()
+}

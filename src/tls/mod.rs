@@ -1,0 +1,167 @@
+//! The TLS side of the connection check: a rustls certificate verifier that gives libpq's
+//! `sslmode=verify-full` verdict.
+//!
+//! libpq decides in two steps, and so does [`LibpqVerifier`]: first the chain, by OpenSSL
+//! against the root file and CRLs ([`chain`]); then the host name, by libpq's own rules
+//! ([`hostname`]). The name checked is the host the app connects to (`PGHOST`), even when
+//! `PGHOSTADDR` says where to connect, as libpq does.
+
+pub mod chain;
+mod hostname;
+pub mod info;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+pub use chain::{Chain, ChainError};
+pub use info::CertInfo;
+
+/// Why the verifier refused the server, in libpq's words.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    /// The chain did not verify.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The names did not match the host.
+    #[error("{0}")]
+    Name(String),
+}
+
+/// What the verifier saw: the server's chain, for the report, and a refusal if any.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// The server certificate and the others it sent, leaf first.
+    pub chain: Vec<CertInfo>,
+    /// Set when the verifier said no.
+    pub refusal: Option<Refusal>,
+}
+
+/// libpq's verify-full as a rustls verifier. One per connection: it knows the host to check and
+/// records what it saw.
+#[derive(Debug)]
+pub struct LibpqVerifier {
+    chain: Chain,
+    host: String,
+    provider: Arc<CryptoProvider>,
+    seen: Mutex<Seen>,
+}
+
+impl LibpqVerifier {
+    /// A verifier for `host` trusting what `chain` trusts.
+    #[must_use]
+    pub fn new(chain: Chain, host: String, provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            chain,
+            host,
+            provider,
+            seen: Mutex::new(Seen::default()),
+        }
+    }
+
+    /// What the last handshake presented, and the refusal if there was one.
+    pub fn seen(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn judge(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Result<(), Refusal> {
+        let leaf = info::parse(end_entity).ok_or(Refusal::Chain(ChainError::Unparsable))?;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.chain = std::iter::once(info::cert_info(&leaf))
+                .chain(
+                    intermediates
+                        .iter()
+                        .filter_map(|d| info::parse(d))
+                        .map(|c| info::cert_info(&c)),
+                )
+                .collect();
+        }
+        let others: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
+        self.chain.verify(end_entity, &others)?;
+        hostname::verify(&self.host, &info::peer_names(&leaf))
+            .map_err(|e| Refusal::Name(e.to_string()))
+    }
+}
+
+impl ServerCertVerifier for LibpqVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.judge(end_entity, intermediates) {
+            Ok(()) => Ok(ServerCertVerified::assertion()),
+            Err(refusal) => {
+                let error = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                    rustls::OtherError(Arc::new(refusal.clone())),
+                ));
+                self.seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .refusal = Some(refusal);
+                Err(error)
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A rustls client configuration whose only verifier is `verifier` (TLS 1.2 and 1.3, as libpq's
+/// default `ssl_min_protocol_version` allows).
+pub fn client_config(
+    verifier: Arc<LibpqVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}

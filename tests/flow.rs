@@ -1,0 +1,372 @@
+//! The whole flow on OpenBao KV: fetch → PG* env → verified connection → exec, and each way it
+//! must refuse.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{self, Run, bao::ROOT_TOKEN, canary, launcher, pg::psql, services, unique};
+
+/// One test's role, password and KV secret.
+struct Fixture {
+    role: String,
+    password: String,
+    home: PathBuf,
+    kv_path: String,
+}
+
+impl Fixture {
+    /// A role and a KV v2 secret holding everything: credentials, host, port, database, CA.
+    fn new() -> Self {
+        let s = services();
+        let role = unique("app");
+        let password = canary();
+        s.pg.create_role(&role, &password);
+        let kv_path = format!("tests/{role}");
+        s.bao.put_kv2(
+            &kv_path,
+            &serde_json::json!({
+                "username": role, "password": password, "host": "localhost",
+                "port": s.pg.port.to_string(), "dbname": "postgres",
+                "ca_pem": std::fs::read_to_string(&s.certs.ca).unwrap(),
+            }),
+        );
+        Self {
+            home: support::home(&role),
+            role,
+            password,
+            kv_path,
+        }
+    }
+
+    fn credentials(&self) -> String {
+        format!("vault:secret/{}", self.kv_path)
+    }
+
+    fn ca(&self) -> String {
+        format!("vault:secret/{}#ca_pem", self.kv_path)
+    }
+
+    /// `launcher --credentials … --ca …` with Vault's address and root token in the environment.
+    fn launcher(&self) -> Command {
+        let mut c = launcher(&self.home);
+        c.env("VAULT_ADDR", &services().bao.addr)
+            .env("VAULT_TOKEN", ROOT_TOKEN)
+            .arg("--credentials")
+            .arg(self.credentials())
+            .arg("--ca")
+            .arg(self.ca());
+        c
+    }
+}
+
+const TLS_ROW: &str = "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()";
+
+#[test]
+fn psql_connects_over_verified_tls_with_only_the_env_it_gets() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().arg("--").arg(psql()).args(["-XAtc", TLS_ROW]));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "t|TLSv1.3", "{run}");
+    let port = services().pg.port;
+    assert!(
+        run.stderr.contains(&format!(
+            "connected to localhost:{port} as {}, TLSv1.3 TLS_",
+            f.role
+        )),
+        "{run}"
+    );
+}
+
+#[test]
+fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
+    let f = Fixture::new();
+    let mut cmd = launcher(&f.home);
+    cmd.env("VAULT_ADDR", &services().bao.addr)
+        .env("BAO_TOKEN", ROOT_TOKEN)
+        .env("LAUNCHER_CREDENTIALS", f.credentials())
+        .env("LAUNCHER_CA", f.ca())
+        .env("PGSSLMODE", "require")
+        .args(["--", "sh", "-c", "echo pid=$$; env; exit 42"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let launcher_pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(42), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("pid={launcher_pid}\n")),
+        "the app must run as the launcher's PID:\n{stdout}"
+    );
+    let env: Vec<(&str, &str)> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |n: &str| env.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    for gone in [
+        "BAO_TOKEN",
+        "VAULT_TOKEN",
+        "LAUNCHER_CREDENTIALS",
+        "LAUNCHER_CA",
+    ] {
+        assert_eq!(get(gone), None, "{gone} must not reach the app");
+    }
+    assert_eq!(get("PGSSLMODE"), Some("verify-full"));
+    assert_eq!(get("PGUSER"), Some(f.role.as_str()));
+    assert_eq!(get("PGHOST"), Some("localhost"));
+    assert_eq!(get("PGDATABASE"), Some("postgres"));
+    assert_eq!(get("PGPORT"), Some(services().pg.port.to_string().as_str()));
+    assert_eq!(
+        get("VAULT_ADDR"),
+        Some(services().bao.addr.as_str()),
+        "non-secret settings pass through"
+    );
+    let root = PathBuf::from(get("PGSSLROOTCERT").expect("PGSSLROOTCERT"));
+    assert_eq!(
+        std::fs::read(&root).unwrap(),
+        std::fs::read(&services().certs.ca).unwrap()
+    );
+    let dir_mode = std::fs::metadata(root.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700, "runtime directory must be private");
+    assert!(
+        stderr.contains("overriding inherited PGSSLMODE=require with verify-full"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&f.password), "{stderr}");
+}
+
+#[test]
+fn kv_v1_flags_and_inherited_pg_variables_fill_the_gaps() {
+    let s = services();
+    let role = unique("kv1");
+    let password = canary();
+    s.pg.create_role(&role, &password);
+    let mount = unique("kv1mount");
+    s.bao.mount_kv1(&mount);
+    s.bao.api(
+        "POST",
+        &format!("/v1/{mount}/db"),
+        Some(&serde_json::json!({"user": role, "password": password})),
+    );
+    let ca_file = s.certs.ca.display().to_string();
+    let run = Run::of(
+        launcher(&support::home(&role))
+            .env("VAULT_ADDR", &s.bao.addr)
+            .env("VAULT_TOKEN", ROOT_TOKEN)
+            .env("PGHOST", "wrong.invalid")
+            .env("PGPORT", s.pg.port.to_string())
+            .env("PGDATABASE", "postgres")
+            .args([
+                "--credentials",
+                &format!("vault:{mount}/db"),
+                "--ca",
+                &format!("file:{ca_file}"),
+                "--host",
+                "localhost",
+            ])
+            .arg("--")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/app.sh")),
+    );
+    run.assert_ok().assert_no_leak(&password);
+    assert!(
+        run.stdout
+            .contains(&format!("connected as {role} to postgres on localhost:")),
+        "{run}"
+    );
+    assert!(run.stdout.contains("ssl=true version=TLSv1.3"), "{run}");
+}
+
+#[test]
+fn check_reports_and_env_redacts() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().arg("check"));
+    // `check` takes its options after the subcommand.
+    assert_eq!(run.code, 64, "{run}");
+    let mut cmd = launcher(&f.home);
+    cmd.env("VAULT_ADDR", &services().bao.addr)
+        .env("VAULT_TOKEN", ROOT_TOKEN);
+    let run = Run::of(cmd.args(["check", "--credentials", &f.credentials(), "--ca", &f.ca()]));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert!(run.stdout.contains("tls:         TLSv1.3"), "{run}");
+    assert!(
+        run.stdout
+            .contains("names:     DNS:localhost, IP:127.0.0.1"),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains("issuer:    CN=launcher test CA"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("verdict:     ok"), "{run}");
+
+    let mut cmd = launcher(&f.home);
+    cmd.env("VAULT_ADDR", &services().bao.addr)
+        .env("VAULT_TOKEN", ROOT_TOKEN);
+    let run = Run::of(cmd.args([
+        "env",
+        "--format",
+        "json",
+        "--credentials",
+        &f.credentials(),
+        "--ca",
+        &f.ca(),
+    ]));
+    run.assert_ok().assert_no_leak(&f.password);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["PGPASSWORD"], "<redacted>");
+    assert_eq!(json["PGSSLMODE"], "verify-full");
+    assert_eq!(json["PGUSER"], f.role.as_str());
+
+    let mut cmd = launcher(&f.home);
+    cmd.env("VAULT_ADDR", &services().bao.addr)
+        .env("VAULT_TOKEN", ROOT_TOKEN);
+    let run = Run::of(cmd.args([
+        "env",
+        "--reveal",
+        "--credentials",
+        &f.credentials(),
+        "--ca",
+        &f.ca(),
+    ]));
+    run.assert_ok();
+    let quoted = f.password.replace('\'', r"'\''");
+    assert!(
+        run.stdout
+            .contains(&format!("export PGPASSWORD='{quoted}'\n")),
+        "{run}"
+    );
+}
+
+#[test]
+fn refuses_a_server_signed_by_another_ca() {
+    let f = Fixture::new();
+    let other = format!("file:{}", services().certs.other_ca.display());
+    let run = Run::of(f.launcher().args(["--ca", &other, "--", "true"]));
+    run.assert_fails(76, "SSL error: certificate verify failed")
+        .assert_no_leak(&f.password);
+}
+
+#[test]
+fn refuses_a_host_name_the_certificate_does_not_carry() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().args(["--host", "127.0.0.2", "--", "true"]));
+    run.assert_fails(76, r#"server certificate for "localhost" (and 1 other name) does not match host name "127.0.0.2""#)
+        .assert_no_leak(&f.password);
+}
+
+#[test]
+fn refuses_a_server_without_tls_and_the_server_refuses_plaintext() {
+    let s = services();
+    let f = Fixture::new();
+    // The TLS cluster has no plain `host` line: libpq without TLS is turned away.
+    let out = Command::new(psql())
+        .env_clear()
+        .env("PGPASSWORD", &f.password)
+        .args([
+            "-XAtc",
+            "select 1",
+            &format!(
+                "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable",
+                s.pg.port, f.role
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no encryption"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let plain = support::Pg::start(&s.root.join("pg-plain"), &s.certs, false);
+    let run = Run::of(
+        f.launcher()
+            .args(["--port", &plain.port.to_string(), "--", "true"]),
+    );
+    run.assert_fails(76, "server does not support SSL, but SSL was required")
+        .assert_no_leak(&f.password);
+}
+
+#[test]
+fn wrong_password_is_an_authentication_failure() {
+    let f = Fixture::new();
+    let wrong = canary();
+    services().bao.put_kv2(
+        &f.kv_path,
+        &serde_json::json!({
+            "username": f.role, "password": wrong, "host": "localhost",
+            "port": services().pg.port, "dbname": "postgres",
+            "ca_pem": std::fs::read_to_string(&services().certs.ca).unwrap(),
+        }),
+    );
+    let run = Run::of(f.launcher().args(["--", "true"]));
+    run.assert_fails(
+        77,
+        &format!("password authentication failed for user \"{}\"", f.role),
+    )
+    .assert_no_leak(&wrong)
+    .assert_no_leak(&f.password);
+}
+
+#[test]
+fn vault_failures_map_to_their_exit_codes() {
+    let f = Fixture::new();
+    // Nothing listens on the port just below a free pair.
+    let closed = format!("http://127.0.0.1:{}", support::free_port_pair());
+    Run::of(f.launcher().env("VAULT_ADDR", &closed).args(["--", "true"]))
+        .assert_fails(69, &format!("cannot reach Vault at {closed}"))
+        .assert_no_leak(&f.password);
+
+    let weak = services().bao.weak_token();
+    Run::of(f.launcher().env("VAULT_TOKEN", &weak).args(["--", "true"]))
+        .assert_fails(
+            77,
+            &format!("vault:secret/{}: permission denied by Vault", f.kv_path),
+        )
+        .assert_no_leak(&f.password)
+        .assert_no_leak(&weak);
+
+    Run::of(f.launcher().args(["--ca", &format!("vault:secret/{}#nope", f.kv_path), "--", "true"]))
+        .assert_fails(65, &format!("vault:secret/{}#nope: field \"nope\" is missing (fields present: ca_pem, dbname, host, password, port, username)", f.kv_path))
+        .assert_no_leak(&f.password);
+
+    Run::of(f.launcher().args([
+        "--credentials",
+        "vault:secret/tests/does-not-exist",
+        "--",
+        "true",
+    ]))
+    .assert_fails(
+        78,
+        "vault:secret/tests/does-not-exist: no secret at this path",
+    )
+    .assert_no_leak(&f.password);
+
+    Run::of(
+        f.launcher()
+            .env("VAULT_ADDR", "http://192.0.2.10:8200")
+            .args(["--", "true"]),
+    )
+    .assert_fails(78, "refusing plain http:// to 192.0.2.10");
+
+    Run::of(f.launcher().env_remove("VAULT_TOKEN").args(["--", "true"]))
+        .assert_fails(78, "Vault token: none found");
+}
+
+#[test]
+fn exec_failures_use_the_shell_codes() {
+    let f = Fixture::new();
+    Run::of(f.launcher().args(["--", "/nonexistent/app"]))
+        .assert_fails(127, "/nonexistent/app: command not found")
+        .assert_no_leak(&f.password);
+    let not_exec = f.home.join("not-executable");
+    std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
+    Run::of(f.launcher().arg("--").arg(&not_exec))
+        .assert_fails(126, "permission denied")
+        .assert_no_leak(&f.password);
+    Run::of(f.launcher().arg("--bogus-flag")).assert_fails(64, "--bogus-flag");
+}

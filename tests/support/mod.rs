@@ -1,0 +1,221 @@
+//! Test harness: real services, started once per test binary, isolated per test by names.
+//!
+//! - PostgreSQL from its server binaries (`pg_config --bindir`), in a temp dir, as the
+//!   `postgres` OS user when the tests run as root; certificates made with the openssl CLI at
+//!   run time; `ssl = on`, `password_encryption = scram-sha-256`, only `hostssl` lines for TCP.
+//! - OpenBao in dev mode (`bao` from the repo's `.venv`, or `$LAUNCHER_TEST_BAO`, or PATH).
+//!
+//! Every service is started through `setpriv --pdeathsig` from a thread that lives as long as
+//! the test binary, so the kernel stops them when the binary exits, however it exits.
+
+#![allow(dead_code, reason = "each test uses a different part of the harness")]
+
+pub mod bao;
+pub mod certs;
+pub mod pg;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use bao::Bao;
+pub use certs::Certs;
+pub use pg::Pg;
+
+/// Everything the tests share.
+pub struct Services {
+    pub root: PathBuf,
+    pub certs: Certs,
+    pub pg: Pg,
+    pub bao: Bao,
+}
+
+static SERVICES: OnceLock<Services> = OnceLock::new();
+
+/// The shared services, started on first use.
+pub fn services() -> &'static Services {
+    SERVICES.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The spawning thread must outlive the tests: PR_SET_PDEATHSIG fires when the thread
+        // that forked the child exits, not only the process.
+        std::thread::Builder::new()
+            .name("services".into())
+            .spawn(move || {
+                let started = std::panic::catch_unwind(start).map_err(|p| {
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default()
+                });
+                let _ = tx.send(started);
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn services thread");
+        match rx.recv().expect("services thread") {
+            Ok(s) => s,
+            Err(message) => panic!("could not start the test services: {message}"),
+        }
+    })
+}
+
+fn start() -> Services {
+    let root = scratch_dir("launcher-test");
+    let certs = Certs::generate(&root.join("certs"));
+    let bao = Bao::start(&root.join("bao"));
+    let pg = Pg::start(&root.join("pg"), &certs, true);
+    Services {
+        root,
+        certs,
+        pg,
+        bao,
+    }
+}
+
+/// A fresh directory under the temp dir, 0711 so that the `postgres` user can pass through.
+/// Leftovers of earlier runs whose process is gone are removed first.
+pub fn scratch_dir(prefix: &str) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix(&format!("{prefix}-"))
+                .and_then(|p| p.parse::<u32>().ok())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
+/// A name unique in this test binary: `prefix_N`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A password no output may contain. Has characters that need quoting in a shell and a URL.
+pub fn canary() -> String {
+    format!("canary-{}-{}:@/%'\"pw", std::process::id(), unique("c"))
+}
+
+/// A free TCP port on 127.0.0.1 (and the next one, for OpenBao's cluster listener).
+pub fn free_port_pair() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if port < 65000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Whether the tests run as root (then the servers run as `postgres`).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A command started through `setpriv --pdeathsig SIGNAL`, so it dies with the test binary.
+pub fn with_pdeathsig(signal: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--pdeathsig={signal}"))
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// The launcher binary, with an environment holding nothing but what the test gives it.
+pub fn launcher(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_launcher"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("TMPDIR", home);
+    c
+}
+
+/// What a finished launcher run produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(cmd: &mut Command) -> Self {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts that `secret` appears nowhere in the output.
+    pub fn assert_no_leak(&self, secret: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "secret leaked into output:\n{self}"
+        );
+        self
+    }
+
+    /// Asserts the exit code and a piece of stderr.
+    pub fn assert_fails(&self, code: i32, stderr_part: &str) -> &Self {
+        assert_eq!(self.code, code, "wrong exit code:\n{self}");
+        assert!(
+            self.stderr.contains(stderr_part),
+            "stderr lacks {stderr_part:?}:\n{self}"
+        );
+        self
+    }
+
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "launcher failed:\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A per-test home directory (no ~/.vault-token, no ~/.postgresql unless the test makes them).
+pub fn home(name: &str) -> PathBuf {
+    let dir = services().root.join("homes").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,227 @@
+//! A PostgreSQL cluster from the server binaries, TLS on, SCRAM, `hostssl` only.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::{Certs, free_port_pair, is_root, run_ok, with_pdeathsig};
+
+/// A running cluster. Admin access is over its Unix socket (trust); TCP needs TLS + SCRAM.
+pub struct Pg {
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    _server: Child,
+}
+
+/// `pg_config --bindir`.
+pub fn bindir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = run_ok(Command::new("pg_config").arg("--bindir"));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// The real psql (Debian's /usr/bin/psql is a Perl wrapper).
+pub fn psql() -> PathBuf {
+    bindir().join("psql")
+}
+
+fn postgres_ids() -> Option<(u32, u32)> {
+    if !is_root() {
+        return None;
+    }
+    let id = |flag: &str| {
+        let out = run_ok(Command::new("id").arg(flag).arg("postgres"));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    Some((id("-u"), id("-g")))
+}
+
+/// Makes `path` the server's (when the tests run as root).
+fn give(path: &Path) {
+    if let Some((uid, gid)) = postgres_ids() {
+        chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
+
+fn as_server_user(cmd: &mut Command) -> &mut Command {
+    if let Some((uid, gid)) = postgres_ids() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+/// An initialized data directory, made once per test binary and copied for each cluster
+/// (initdb takes seconds; a copy, milliseconds).
+fn template(root: &Path) -> &'static Path {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let t = root.join("template");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
+        give(&t);
+        run_ok(as_server_user(
+            Command::new(bindir().join("initdb"))
+                .arg("-D")
+                .arg(&t)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]),
+        ));
+        t
+    })
+}
+
+impl Pg {
+    /// Starts a cluster in `dir` serving `certs`' server certificate; `tls = false` makes one
+    /// that does not offer TLS at all (plain `host` lines).
+    pub fn start(dir: &Path, certs: &Certs, tls: bool) -> Self {
+        Self::start_with(dir, &certs.server_cert, &certs.server_key, tls)
+    }
+
+    pub fn start_with(dir: &Path, cert: &Path, key: &Path, tls: bool) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let data = dir.join("data");
+        let tpl = template(dir.parent().unwrap());
+        run_ok(Command::new("cp").arg("-a").arg(tpl).arg(&data));
+        let socket_dir = dir.join("sock");
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        give(&socket_dir);
+        let tls_dir = dir.join("tls");
+        std::fs::create_dir_all(&tls_dir).unwrap();
+        give(&tls_dir);
+        let (server_cert, server_key) = (tls_dir.join("server.crt"), tls_dir.join("server.key"));
+        std::fs::copy(cert, &server_cert).unwrap();
+        std::fs::copy(key, &server_key).unwrap();
+        std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        give(&server_cert);
+        give(&server_key);
+        let port = free_port_pair();
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1, 127.0.0.2'\nunix_socket_directories = '{}'\n\
+             password_encryption = 'scram-sha-256'\nfsync = off\nmax_connections = 200\n",
+            socket_dir.display()
+        );
+        let hba = if tls {
+            let _ = write!(
+                conf,
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                server_cert.display(),
+                server_key.display()
+            );
+            "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"
+        } else {
+            conf += "ssl = off\n";
+            "local all all trust\nhost all all 127.0.0.0/8 scram-sha-256\n"
+        };
+        let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        existing += &conf;
+        std::fs::write(data.join("postgresql.conf"), existing).unwrap();
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        let log = dir.join("server.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        give(&log);
+        let mut cmd = with_pdeathsig("QUIT", bindir().join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        let server = as_server_user(&mut cmd).spawn().expect("start postgres");
+        let pg = Self {
+            port,
+            socket_dir,
+            data,
+            log,
+            _server: server,
+        };
+        pg.wait_ready();
+        pg
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self
+                .admin_psql()
+                .args(["-c", "select 1"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// psql as the superuser over the Unix socket.
+    pub fn admin_psql(&self) -> Command {
+        let mut c = Command::new(psql());
+        c.env_clear()
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-h",
+            ])
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string());
+        c
+    }
+
+    /// Runs SQL as the superuser; returns stdout.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = run_ok(self.admin_psql().arg("-c").arg(sql));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A login role with `password`, for one test. The password is passed on stdin, not argv.
+    pub fn create_role(&self, name: &str, password: &str) {
+        use std::io::Write;
+        let mut child = self
+            .admin_psql()
+            .arg("-f")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let quoted = password.replace('\'', "''");
+        write!(
+            child.stdin.take().unwrap(),
+            "CREATE ROLE {name} LOGIN PASSWORD '{quoted}';"
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success(), "create role {name}");
+    }
+}

@@ -54,24 +54,13 @@ impl Checked {
 }
 
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
-pub async fn check(
-    target: &Target,
-    root: &Path,
-    crl: &CrlPlan,
-    timeout: Duration,
-) -> Result<Checked, Error> {
-    let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref())
-        .map_err(|e| Error::new(Exit::Tls, e))?;
+pub async fn check(target: &Target, root: &Path, crl: &CrlPlan, timeout: Duration) -> Result<Checked, Error> {
+    let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let crl_checked = chain.crl_checked();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(LibpqVerifier::new(
-        chain,
-        target.host.clone(),
-        provider.clone(),
-    ));
-    let tls = crate::tls::client_config(verifier.clone(), provider)
-        .map_err(|e| Error::new(Exit::Software, e))?;
-    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+    let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone(), provider.clone()));
+    let tls = crate::tls::client_config(verifier.clone(), provider).map_err(|e| Error::new(Exit::Software, e))?;
+    let connector = LibpqNames(tokio_postgres_rustls::MakeRustlsConnect::new(tls));
 
     let mut config = tokio_postgres::Config::new();
     config
@@ -90,17 +79,13 @@ pub async fn check(
         config.password(password.expose());
     }
     let server = format!("{}:{}", target.host, target.port);
-    let connected =
-        tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(connector)).await;
+    let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(connector)).await;
     drop(config);
     let (client, connection) = match connected {
         Err(_) => {
             return Err(Error::msg(
                 Exit::Unavailable,
-                format!(
-                    "connection to {server} timed out after {}s",
-                    timeout.as_secs()
-                ),
+                format!("connection to {server} timed out after {}s", timeout.as_secs()),
             ));
         }
         Ok(Err(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
@@ -108,22 +93,14 @@ pub async fn check(
     };
     let driver = tokio::spawn(connection);
     let row = client
-        .query_one(
-            "SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
+        .query_one("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
         .await
-        .map_err(|e| {
-            Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}"))
-        })?;
+        .map_err(|e| Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}")))?;
     drop(client);
     let _ = driver.await;
     let ssl: bool = row.get(0);
     if !ssl {
-        return Err(Error::msg(
-            Exit::Tls,
-            format!("{server}: pg_stat_ssl says this session is not encrypted"),
-        ));
+        return Err(Error::msg(Exit::Tls, format!("{server}: pg_stat_ssl says this session is not encrypted")));
     }
     Ok(Checked {
         report: Report {
@@ -141,13 +118,24 @@ pub async fn check(
     })
 }
 
+/// Hands rustls the SNI name libpq would use (see [`crate::tls::sni_name`]).
+struct LibpqNames(tokio_postgres_rustls::MakeRustlsConnect);
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for LibpqNames
+where
+    tokio_postgres_rustls::MakeRustlsConnect: tokio_postgres::tls::MakeTlsConnect<S>,
+{
+    type Stream = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::TlsConnect;
+    type Error = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<Self::TlsConnect, Self::Error> {
+        self.0.make_tls_connect(&crate::tls::sni_name(host))
+    }
+}
+
 /// Maps a failed connection to the right exit code and a message in libpq's terms.
-fn classify(
-    e: &tokio_postgres::Error,
-    server: &str,
-    target: &Target,
-    refusal: Option<Refusal>,
-) -> Error {
+fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: Option<Refusal>) -> Error {
     let prefix = format!("connection to server at {server} failed");
     if let Some(refusal) = refusal {
         return Error::msg(Exit::Tls, format!("{prefix}: {refusal}"));
@@ -160,25 +148,16 @@ fn classify(
             "3D000" => Exit::Config,
             _ => Exit::Unavailable,
         };
-        return Error::msg(
-            exit,
-            format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()),
-        );
+        return Error::msg(exit, format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()));
     }
     let text = error_chain(e);
     if text.contains("server does not support TLS") {
-        return Error::msg(
-            Exit::Tls,
-            format!("{prefix}: server does not support SSL, but SSL was required"),
-        );
+        return Error::msg(Exit::Tls, format!("{prefix}: server does not support SSL, but SSL was required"));
     }
     if text.contains("password missing") {
         return Error::msg(
             Exit::NoPerm,
-            format!(
-                "{prefix}: the server asks for a password and none was given (credentials from {})",
-                target.source
-            ),
+            format!("{prefix}: the server asks for a password and none was given (credentials from {})", target.source),
         );
     }
     if chain_has::<rustls::Error>(e) {
@@ -207,9 +186,9 @@ fn chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'stati
             return true;
         }
         if let Some(io) = inner.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(
-                <dyn std::error::Error + std::marker::Send + std::marker::Sync + 'static>::is::<T>,
-            )
+            && io
+                .get_ref()
+                .is_some_and(<dyn std::error::Error + std::marker::Send + std::marker::Sync + 'static>::is::<T>)
         {
             return true;
         }

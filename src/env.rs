@@ -50,14 +50,10 @@ impl ChildEnv {
     pub fn build(parent: &ParentEnv, target: &Target, root: &Path) -> Self {
         let mut warnings = Vec::new();
         if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
-            warnings.push(format!(
-                "overriding inherited PGSSLMODE={mode} with verify-full"
-            ));
+            warnings.push(format!("overriding inherited PGSSLMODE={mode} with verify-full"));
         }
         if let Some(old) = parent.get("PGSSLROOTCERT").filter(|p| Path::new(p) != root) {
-            warnings.push(format!(
-                "overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"
-            ));
+            warnings.push(format!("overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"));
         }
         let mut set: Vec<(&'static str, Value)> = vec![
             ("PGHOST", Value::Plain(target.host.clone())),
@@ -75,11 +71,7 @@ impl ChildEnv {
             .filter(|(k, _)| !removed(k) && !set.iter().any(|(name, _)| OsStr::new(name) == *k))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self {
-            inherited,
-            set,
-            warnings,
-        }
+        Self { inherited, set, warnings }
     }
 
     /// Every variable, for the exec.
@@ -87,11 +79,7 @@ impl ChildEnv {
         self.inherited
             .iter()
             .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
-            .chain(
-                self.set
-                    .iter()
-                    .map(|(k, v)| (OsStr::new(*k), OsStr::new(v.shown(true)))),
-            )
+            .chain(self.set.iter().map(|(k, v)| (OsStr::new(*k), OsStr::new(v.shown(true)))))
     }
 
     /// The variables the launcher sets, in `format`.
@@ -99,28 +87,17 @@ impl ChildEnv {
     pub fn render(&self, format: EnvFormat, reveal: bool) -> String {
         match format {
             EnvFormat::Shell => self.set.iter().fold(String::new(), |mut out, (k, v)| {
-                let _ = writeln!(
-                    out,
-                    "export {k}='{}'",
-                    v.shown(reveal).replace('\'', r"'\''")
-                );
+                let _ = writeln!(out, "export {k}='{}'", v.shown(reveal).replace('\'', r"'\''"));
                 out
             }),
             EnvFormat::Dotenv => self.set.iter().fold(String::new(), |mut out, (k, v)| {
-                let escaped = v
-                    .shown(reveal)
-                    .replace('\\', r"\\")
-                    .replace('"', "\\\"")
-                    .replace('$', r"\$");
+                let escaped = v.shown(reveal).replace('\\', r"\\").replace('"', "\\\"").replace('$', r"\$");
                 let _ = writeln!(out, "{k}=\"{escaped}\"");
                 out
             }),
             EnvFormat::Json => {
-                let map: serde_json::Map<String, serde_json::Value> = self
-                    .set
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), json!(v.shown(reveal))))
-                    .collect();
+                let map: serde_json::Map<String, serde_json::Value> =
+                    self.set.iter().map(|(k, v)| ((*k).to_owned(), json!(v.shown(reveal)))).collect();
                 format!("{}\n", serde_json::Value::Object(map))
             }
         }
@@ -161,10 +138,8 @@ mod tests {
             ("PGHOST", "old"),
         ]);
         let env = ChildEnv::build(&parent, &target(), Path::new("/run/x/root.crt"));
-        let pairs: Vec<(String, String)> = env
-            .pairs()
-            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            env.pairs().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
         let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(get("PATH"), Some("/bin"));
         assert_eq!(get("VAULT_TOKEN"), None);
@@ -174,31 +149,17 @@ mod tests {
         assert_eq!(get("PGHOST"), Some("db.test"));
         assert_eq!(get("PGPASSWORD"), Some("p'w$\"x"));
         assert_eq!(pairs.iter().filter(|(k, _)| k == "PGHOST").count(), 1);
-        assert_eq!(
-            env.warnings,
-            ["overriding inherited PGSSLMODE=require with verify-full"]
-        );
+        assert_eq!(env.warnings, ["overriding inherited PGSSLMODE=require with verify-full"]);
     }
 
     #[test]
     fn renders_redacted_unless_revealed() {
         let env = ChildEnv::build(&ParentEnv::default(), &target(), Path::new("/r/root.crt"));
         let shell = env.render(EnvFormat::Shell, false);
-        assert!(
-            shell.contains("export PGPASSWORD='<redacted>'\n"),
-            "{shell}"
-        );
-        assert!(
-            env.render(EnvFormat::Shell, true)
-                .contains(r"export PGPASSWORD='p'\''w$"),
-            "quoted for sh"
-        );
-        assert!(
-            env.render(EnvFormat::Dotenv, true)
-                .contains(r#"PGPASSWORD="p'w\$\"x""#)
-        );
-        let json: serde_json::Value =
-            serde_json::from_str(&env.render(EnvFormat::Json, false)).unwrap();
+        assert!(shell.contains("export PGPASSWORD='<redacted>'\n"), "{shell}");
+        assert!(env.render(EnvFormat::Shell, true).contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");
+        assert!(env.render(EnvFormat::Dotenv, true).contains(r#"PGPASSWORD="p'w\$\"x""#));
+        let json: serde_json::Value = serde_json::from_str(&env.render(EnvFormat::Json, false)).unwrap();
         assert_eq!(json["PGPASSWORD"], "<redacted>");
         assert_eq!(json["PGSSLMODE"], "verify-full");
     }

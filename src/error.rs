@@ -59,21 +59,12 @@ pub struct Error {
 impl Error {
     /// A failure of class `exit`.
     pub fn new(exit: Exit, inner: impl Into<anyhow::Error>) -> Self {
-        Self {
-            exit,
-            inner: inner.into(),
-        }
+        Self { exit, inner: inner.into() }
     }
 
     /// A failure described by a message alone.
-    pub fn msg(
-        exit: Exit,
-        message: impl fmt::Display + fmt::Debug + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            exit,
-            inner: anyhow::Error::msg(message),
-        }
+    pub fn msg(exit: Exit, message: impl fmt::Display + fmt::Debug + Send + Sync + 'static) -> Self {
+        Self { exit, inner: anyhow::Error::msg(message) }
     }
 
     /// The exit code.
@@ -85,10 +76,7 @@ impl Error {
     /// Adds context in front of the message, keeping the exit code.
     #[must_use]
     pub fn context(self, context: impl fmt::Display + Send + Sync + 'static) -> Self {
-        Self {
-            exit: self.exit,
-            inner: self.inner.context(context),
-        }
+        Self { exit: self.exit, inner: self.inner.context(context) }
     }
 }
 

@@ -16,19 +16,11 @@ pub fn exec(program: &[OsString], env: &ChildEnv, _checked: &Checked) -> Error {
     let Some((name, args)) = program.split_first() else {
         return Error::msg(Exit::Usage, "no program given after --");
     };
-    let error = Command::new(name)
-        .args(args)
-        .env_clear()
-        .envs(env.pairs())
-        .exec();
+    let error = Command::new(name).args(args).env_clear().envs(env.pairs()).exec();
     let shown = name.to_string_lossy();
     match error.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::msg(Exit::NotFound, format!("{shown}: command not found"))
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            Error::msg(Exit::NotExecutable, format!("{shown}: permission denied"))
-        }
+        std::io::ErrorKind::NotFound => Error::msg(Exit::NotFound, format!("{shown}: command not found")),
+        std::io::ErrorKind::PermissionDenied => Error::msg(Exit::NotExecutable, format!("{shown}: permission denied")),
         _ => Error::new(Exit::NotExecutable, error).context(format!("{shown}: cannot execute")),
     }
 }

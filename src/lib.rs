@@ -44,20 +44,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let (options, mode) = match cli.command {
         None => (cli.options, Mode::Launch(cli.program)),
         Some(Command::Check { options }) => (options, Mode::Check),
-        Some(Command::Env {
-            options,
-            format,
-            reveal,
-        }) => (options, Mode::Env { format, reveal }),
+        Some(Command::Env { options, format, reveal }) => (options, Mode::Env { format, reveal }),
     };
     log::set_quiet(options.quiet);
     let env = ParentEnv::from_process();
     let home = env.get("HOME").map(PathBuf::from);
     let plan = Plan::new(&options, env, home.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .exit(Exit::Software)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().exit(Exit::Software)?;
     runtime.block_on(launch(plan, mode))
 }
 
@@ -87,8 +80,7 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
             print(&human_report(outcome?.report()))
         }
         Mode::Launch(program) => {
-            let checked = match check::check(&target, &root, &plan.crl, plan.connect_timeout).await
-            {
+            let checked = match check::check(&target, &root, &plan.crl, plan.connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
                     if let Some(dir) = runtime_dir {
@@ -120,10 +112,7 @@ async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>), Error> {
         }
         let fields = document.into_fields(reference)?;
         let secret = DbSecret::from_fields(&fields, reference)?;
-        log::info(format!(
-            "credentials from {reference} (fields: {})",
-            fields.names()
-        ));
+        log::info(format!("credentials from {reference} (fields: {})", fields.names()));
         Ok::<_, SourceError>(secret)
     };
     let ca = async {
@@ -149,33 +138,18 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn log_connected(checked: &Checked) {
     let r = checked.report();
-    log::info(format!(
-        "connected to {} as {}, {} {}",
-        r.server, r.user, r.version, r.cipher
-    ));
+    log::info(format!("connected to {} as {}, {} {}", r.server, r.user, r.version, r.cipher));
 }
 
 fn human_report(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let dialled = r
-        .hostaddr
-        .as_ref()
-        .map(|a| format!(" (dialled {a})"))
-        .unwrap_or_default();
+    let dialled = r.hostaddr.as_ref().map(|a| format!(" (dialled {a})")).unwrap_or_default();
     let _ = writeln!(out, "server:      {}{dialled}", r.server);
     let _ = writeln!(out, "database:    {} as {}", r.dbname, r.user);
-    let _ = writeln!(
-        out,
-        "tls:         {} {} ({} bits)",
-        r.version, r.cipher, r.bits
-    );
+    let _ = writeln!(out, "tls:         {} {} ({} bits)", r.version, r.cipher, r.bits);
     for (i, c) in r.certificates.iter().enumerate() {
-        let label = if i == 0 {
-            "certificate:"
-        } else {
-            "chain:      "
-        };
+        let label = if i == 0 { "certificate:" } else { "chain:      " };
         let _ = writeln!(out, "{label} {}", c.subject);
         if !c.sans.is_empty() {
             let _ = writeln!(out, "  names:     {}", c.sans.join(", "));
@@ -183,25 +157,12 @@ fn human_report(r: &Report) -> String {
         let _ = writeln!(out, "  issuer:    {}", c.issuer);
         let _ = writeln!(out, "  expires:   {} ({} days)", c.not_after, c.days_left);
     }
-    let _ = writeln!(
-        out,
-        "revocation:  {}",
-        if r.crl_checked {
-            "checked against the CRL"
-        } else {
-            "no CRL configured"
-        }
-    );
-    let _ = writeln!(
-        out,
-        "verdict:     ok: libpq with sslmode=verify-full would connect"
-    );
+    let _ =
+        writeln!(out, "revocation:  {}", if r.crl_checked { "checked against the CRL" } else { "no CRL configured" });
+    let _ = writeln!(out, "verdict:     ok: libpq with sslmode=verify-full would connect");
     out
 }
 
 fn print(text: &str) -> Result<(), Error> {
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .exit(Exit::Software)
+    std::io::stdout().lock().write_all(text.as_bytes()).exit(Exit::Software)
 }

@@ -36,29 +36,19 @@ impl RuntimeDir {
         check_base(&base)?;
         let seed = std::collections::hash_map::RandomState::new();
         for attempt in 0u32..16 {
-            let tag = std::hash::BuildHasher::hash_one(
-                &seed,
-                (std::process::id(), attempt, std::time::SystemTime::now()),
-            );
+            let tag =
+                std::hash::BuildHasher::hash_one(&seed, (std::process::id(), attempt, std::time::SystemTime::now()));
             let path = base.join(format!("launcher-{}-{tag:016x}", std::process::id()));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(Self { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
-                    return Err(Error::new(Exit::CantCreate, e).context(format!(
-                        "creating a runtime directory in {}",
-                        base.display()
-                    )));
+                    return Err(Error::new(Exit::CantCreate, e)
+                        .context(format!("creating a runtime directory in {}", base.display())));
                 }
             }
         }
-        Err(Error::msg(
-            Exit::CantCreate,
-            format!(
-                "could not create a fresh runtime directory in {}",
-                base.display()
-            ),
-        ))
+        Err(Error::msg(Exit::CantCreate, format!("could not create a fresh runtime directory in {}", base.display())))
     }
 
     /// The directory.
@@ -98,31 +88,21 @@ fn check_base(base: &Path) -> Result<(), Error> {
     if !meta.is_dir() {
         return Err(Error::msg(
             Exit::CantCreate,
-            format!(
-                "runtime directory base {} is not a directory",
-                base.display()
-            ),
+            format!("runtime directory base {} is not a directory", base.display()),
         ));
     }
     let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
     if meta.uid() != me && meta.uid() != 0 {
         return Err(Error::msg(
             Exit::CantCreate,
-            format!(
-                "runtime directory base {} belongs to another user (uid {})",
-                base.display(),
-                meta.uid()
-            ),
+            format!("runtime directory base {} belongs to another user (uid {})", base.display(), meta.uid()),
         ));
     }
     let mode = meta.permissions().mode();
     if mode & 0o002 != 0 && mode & 0o1000 == 0 {
         return Err(Error::msg(
             Exit::CantCreate,
-            format!(
-                "runtime directory base {} is writable by everyone without the sticky bit",
-                base.display()
-            ),
+            format!("runtime directory base {} is writable by everyone without the sticky bit", base.display()),
         ));
     }
     Ok(())
@@ -134,25 +114,15 @@ mod tests {
 
     #[test]
     fn creates_private_dir_and_refuses_unsafe_bases() {
-        let scratch =
-            std::env::temp_dir().join(format!("launcher-mat-test-{}", std::process::id()));
+        let scratch = std::env::temp_dir().join(format!("launcher-mat-test-{}", std::process::id()));
         std::fs::create_dir_all(&scratch).unwrap();
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
         let env = ParentEnv::from_pairs([("RUNTIME_DIRECTORY", scratch.as_os_str())]);
         let dir = RuntimeDir::create(&env).unwrap();
-        assert_eq!(
-            std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         let f = dir.write("root.crt", b"x", 0o644).unwrap();
-        assert_eq!(
-            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert!(
-            dir.write("root.crt", b"y", 0o644).is_err(),
-            "never overwrites"
-        );
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
+        assert!(dir.write("root.crt", b"y", 0o644).is_err(), "never overwrites");
         dir.remove();
 
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();

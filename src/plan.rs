@@ -20,9 +20,7 @@ pub struct ParentEnv {
 impl std::fmt::Debug for ParentEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Values may be secrets (VAULT_TOKEN, PGPASSWORD): names only.
-        f.debug_list()
-            .entries(self.vars.iter().map(|(k, _)| k))
-            .finish()
+        f.debug_list().entries(self.vars.iter().map(|(k, _)| k)).finish()
     }
 }
 
@@ -30,22 +28,13 @@ impl ParentEnv {
     /// This process's environment.
     #[must_use]
     pub fn from_process() -> Self {
-        Self {
-            vars: std::env::vars_os().collect(),
-        }
+        Self { vars: std::env::vars_os().collect() }
     }
 
     /// An environment given explicitly (tests).
     #[must_use]
-    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     /// A variable's value, if set, non-empty and UTF-8 (libpq ignores empty `PG*` variables).
@@ -61,9 +50,7 @@ impl ParentEnv {
 
     /// Every variable, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
-        self.vars
-            .iter()
-            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+        self.vars.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
     }
 }
 
@@ -141,11 +128,7 @@ fn reference(flag: &str, text: &str) -> Result<Reference, Error> {
 impl Plan {
     /// Validates the options against the inherited environment.
     pub fn new(options: &Options, env: ParentEnv, home: Option<&Path>) -> Result<Self, Error> {
-        let credentials = options
-            .credentials
-            .as_deref()
-            .map(|t| reference("credentials", t))
-            .transpose()?;
+        let credentials = options.credentials.as_deref().map(|t| reference("credentials", t)).transpose()?;
         let ca = match options.ca.as_deref() {
             Some(text) => CaPlan::Fetch(reference("ca", text)?),
             None => match env.get("PGSSLROOTCERT") {
@@ -163,9 +146,7 @@ impl Plan {
         };
         let crl = CrlPlan {
             file: env.get("PGSSLCRL").map(PathBuf::from).or_else(|| {
-                (env.get("PGSSLCRLDIR").is_none())
-                    .then(|| home.map(|h| h.join(".postgresql/root.crl")))
-                    .flatten()
+                (env.get("PGSSLCRLDIR").is_none()).then(|| home.map(|h| h.join(".postgresql/root.crl"))).flatten()
             }),
             dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
         };
@@ -180,22 +161,14 @@ impl Plan {
             address: options
                 .vault_addr
                 .clone()
-                .or_else(|| {
-                    env.get("VAULT_ADDR")
-                        .or_else(|| env.get("BAO_ADDR"))
-                        .map(str::to_owned)
-                })
+                .or_else(|| env.get("VAULT_ADDR").or_else(|| env.get("BAO_ADDR")).map(str::to_owned))
                 .unwrap_or_else(|| "https://127.0.0.1:8200".to_owned()),
             token_file: options.vault_token_file.clone(),
-            ca_cert: options.vault_cacert.clone().or_else(|| {
-                env.get("VAULT_CACERT")
-                    .or_else(|| env.get("BAO_CACERT"))
-                    .map(PathBuf::from)
-            }),
-            namespace: env
-                .get("VAULT_NAMESPACE")
-                .or_else(|| env.get("BAO_NAMESPACE"))
-                .map(str::to_owned),
+            ca_cert: options
+                .vault_cacert
+                .clone()
+                .or_else(|| env.get("VAULT_CACERT").or_else(|| env.get("BAO_CACERT")).map(PathBuf::from)),
+            namespace: env.get("VAULT_NAMESPACE").or_else(|| env.get("BAO_NAMESPACE")).map(str::to_owned),
         });
         if let Some(v) = &vault {
             launcher_vault::check_address(&v.address)
@@ -204,10 +177,7 @@ impl Plan {
         let hostaddr = match env.get("PGHOSTADDR") {
             None => None,
             Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
-                Error::msg(
-                    Exit::Config,
-                    format!("PGHOSTADDR: \"{text}\" is not a numeric IP address"),
-                )
+                Error::msg(Exit::Config, format!("PGHOSTADDR: \"{text}\" is not a numeric IP address"))
             })?),
         };
         let connect_timeout = match options.connect_timeout {
@@ -215,12 +185,7 @@ impl Plan {
             None => match env.get("PGCONNECT_TIMEOUT") {
                 // libpq: zero, negative or junk means "wait forever"; a check must end, so
                 // those fall back to the default, and libpq's 2-second minimum applies.
-                Some(t) => t
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .map_or(10, |s| s.max(2)),
+                Some(t) => t.trim().parse::<u64>().ok().filter(|s| *s > 0).map_or(10, |s| s.max(2)),
                 None => 10,
             },
         };
@@ -256,16 +221,9 @@ mod tests {
         let p = Plan::new(&opts(), env, Some(Path::new("/home/u"))).unwrap();
         assert_eq!(p.ca, CaPlan::Existing("/etc/ca.pem".into()));
         let p = Plan::new(&opts(), ParentEnv::default(), Some(Path::new("/home/u"))).unwrap();
-        assert_eq!(
-            p.ca,
-            CaPlan::Existing("/home/u/.postgresql/root.crt".into())
-        );
+        assert_eq!(p.ca, CaPlan::Existing("/home/u/.postgresql/root.crt".into()));
         assert_eq!(p.crl.file, Some("/home/u/.postgresql/root.crl".into()));
-        let o = Options {
-            ca: Some("vault:secret/x#ca".into()),
-            credentials: Some("vault:secret/x".into()),
-            ..opts()
-        };
+        let o = Options { ca: Some("vault:secret/x#ca".into()), credentials: Some("vault:secret/x".into()), ..opts() };
         let env = ParentEnv::from_pairs([("VAULT_ADDR", "http://127.0.0.1:1")]);
         let p = Plan::new(&o, env, None).unwrap();
         assert!(matches!(p.ca, CaPlan::Fetch(_)));
@@ -274,18 +232,12 @@ mod tests {
 
     #[test]
     fn refuses_plain_http_vault_off_loopback_and_bad_references() {
-        let o = Options {
-            credentials: Some("vault:secret/x".into()),
-            ..opts()
-        };
+        let o = Options { credentials: Some("vault:secret/x".into()), ..opts() };
         let env = ParentEnv::from_pairs([("VAULT_ADDR", "http://10.1.2.3:8200")]);
         let e = Plan::new(&o, env, Some(Path::new("/h"))).unwrap_err();
         assert_eq!(e.exit(), Exit::Config);
         assert!(e.to_string().contains("not a loopback address"), "{e}");
-        let o = Options {
-            credentials: Some("secret/x".into()),
-            ..opts()
-        };
+        let o = Options { credentials: Some("secret/x".into()), ..opts() };
         let e = Plan::new(&o, ParentEnv::default(), Some(Path::new("/h"))).unwrap_err();
         assert_eq!(e.exit(), Exit::Usage);
         assert!(e.to_string().starts_with("--credentials: "), "{e}");
@@ -294,18 +246,8 @@ mod tests {
     #[test]
     fn connect_timeout_follows_pgconnect_timeout() {
         let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "1")]);
-        assert_eq!(
-            Plan::new(&opts(), env, Some(Path::new("/h")))
-                .unwrap()
-                .connect_timeout,
-            Duration::from_secs(2)
-        );
+        assert_eq!(Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout, Duration::from_secs(2));
         let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "30")]);
-        assert_eq!(
-            Plan::new(&opts(), env, Some(Path::new("/h")))
-                .unwrap()
-                .connect_timeout,
-            Duration::from_secs(30)
-        );
+        assert_eq!(Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout, Duration::from_secs(30));
     }
 }

@@ -25,10 +25,7 @@ impl Sources {
                     |name| plan.env.get(name).map(str::to_owned),
                     home.as_deref(),
                 )?;
-                crate::log::info(format!(
-                    "Vault at {} with the token from {origin}",
-                    v.address
-                ));
+                crate::log::info(format!("Vault at {} with the token from {origin}", v.address));
                 let config = launcher_vault::VaultConfig {
                     address: v.address.clone(),
                     token,
@@ -57,16 +54,10 @@ impl Sources {
             },
             #[cfg(feature = "file")]
             Scheme::File => launcher_file::FileSource.fetch(reference).await,
-            #[allow(
-                unreachable_patterns,
-                reason = "reached only when a provider feature is off"
-            )]
+            #[allow(unreachable_patterns, reason = "reached only when a provider feature is off")]
             _ => Err(SourceError::Config {
                 reference: reference.to_string(),
-                problem: format!(
-                    "this launcher was built without the \"{}\" source",
-                    reference.scheme().prefix()
-                ),
+                problem: format!("this launcher was built without the \"{}\" source", reference.scheme().prefix()),
             }),
         }
     }
@@ -74,8 +65,5 @@ impl Sources {
 
 #[cfg(feature = "vault")]
 fn not_configured(reference: &Reference) -> SourceError {
-    SourceError::Config {
-        reference: reference.to_string(),
-        problem: "Vault is not configured".into(),
-    }
+    SourceError::Config { reference: reference.to_string(), problem: "Vault is not configured".into() }
 }

@@ -31,25 +31,20 @@ impl Target {
     /// Combines the plan and the secret.
     pub fn resolve(plan: &Plan, secret: DbSecret) -> Result<Self, Error> {
         let env = &plan.env;
-        let source = plan
-            .credentials
-            .as_ref()
-            .map_or_else(|| "the environment".to_owned(), ToString::to_string);
-        let host = plan
-            .overrides
-            .host
-            .clone()
-            .or(secret.host)
-            .or_else(|| env.get("PGHOST").map(str::to_owned))
-            .ok_or_else(|| {
-                Error::msg(Exit::Config, format!("no database host: pass --host, add a \"host\" field to {source}, or set PGHOST"))
-            })?;
+        let source = plan.credentials.as_ref().map_or_else(|| "the environment".to_owned(), ToString::to_string);
+        let host =
+            plan.overrides.host.clone().or(secret.host).or_else(|| env.get("PGHOST").map(str::to_owned)).ok_or_else(
+                || {
+                    Error::msg(
+                        Exit::Config,
+                        format!("no database host: pass --host, add a \"host\" field to {source}, or set PGHOST"),
+                    )
+                },
+            )?;
         if host.starts_with('/') || host.starts_with('@') {
             return Err(Error::msg(
                 Exit::Config,
-                format!(
-                    "database host \"{host}\" is a Unix socket, which has no TLS to verify: give a TCP host name"
-                ),
+                format!("database host \"{host}\" is a Unix socket, which has no TLS to verify: give a TCP host name"),
             ));
         }
         if host.contains(',') {
@@ -65,12 +60,7 @@ impl Target {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| {
-                    Error::msg(
-                        Exit::Config,
-                        format!("PGPORT: \"{text}\" is not a port number"),
-                    )
-                })?,
+                .ok_or_else(|| Error::msg(Exit::Config, format!("PGPORT: \"{text}\" is not a port number")))?,
             (None, None, None) => 5432,
         };
         let user = plan
@@ -81,7 +71,10 @@ impl Target {
             .or_else(|| env.get("PGUSER").map(str::to_owned))
             .or_else(os_user)
             .ok_or_else(|| {
-                Error::msg(Exit::Config, format!("no database user: pass --user, add a \"username\" field to {source}, or set PGUSER"))
+                Error::msg(
+                    Exit::Config,
+                    format!("no database user: pass --user, add a \"username\" field to {source}, or set PGUSER"),
+                )
             })?;
         let dbname = plan
             .overrides
@@ -90,19 +83,8 @@ impl Target {
             .or(secret.dbname)
             .or_else(|| env.get("PGDATABASE").map(str::to_owned))
             .unwrap_or_else(|| user.clone());
-        let password = secret.password.or_else(|| {
-            env.get("PGPASSWORD")
-                .map(|p| SecretString::new(p.to_owned()))
-        });
-        Ok(Self {
-            host,
-            hostaddr: plan.hostaddr,
-            port,
-            user,
-            dbname,
-            password,
-            source,
-        })
+        let password = secret.password.or_else(|| env.get("PGPASSWORD").map(|p| SecretString::new(p.to_owned())));
+        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source })
     }
 }
 

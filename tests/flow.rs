@@ -31,12 +31,7 @@ impl Fixture {
                 "ca_pem": std::fs::read_to_string(&s.certs.ca).unwrap(),
             }),
         );
-        Self {
-            home: support::home(&role),
-            role,
-            password,
-            kv_path,
-        }
+        Self { home: support::home(&role), role, password, kv_path }
     }
 
     fn credentials(&self) -> String {
@@ -69,13 +64,7 @@ fn psql_connects_over_verified_tls_with_only_the_env_it_gets() {
     run.assert_ok().assert_no_leak(&f.password);
     assert_eq!(run.stdout.trim(), "t|TLSv1.3", "{run}");
     let port = services().pg.port;
-    assert!(
-        run.stderr.contains(&format!(
-            "connected to localhost:{port} as {}, TLSv1.3 TLS_",
-            f.role
-        )),
-        "{run}"
-    );
+    assert!(run.stderr.contains(&format!("connected to localhost:{port} as {}, TLSv1.3 TLS_", f.role)), "{run}");
 }
 
 #[test]
@@ -96,18 +85,10 @@ fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(42), "{stdout}{stderr}");
-    assert!(
-        stdout.contains(&format!("pid={launcher_pid}\n")),
-        "the app must run as the launcher's PID:\n{stdout}"
-    );
+    assert!(stdout.contains(&format!("pid={launcher_pid}\n")), "the app must run as the launcher's PID:\n{stdout}");
     let env: Vec<(&str, &str)> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |n: &str| env.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
-    for gone in [
-        "BAO_TOKEN",
-        "VAULT_TOKEN",
-        "LAUNCHER_CREDENTIALS",
-        "LAUNCHER_CA",
-    ] {
+    for gone in ["BAO_TOKEN", "VAULT_TOKEN", "LAUNCHER_CREDENTIALS", "LAUNCHER_CA"] {
         assert_eq!(get(gone), None, "{gone} must not reach the app");
     }
     assert_eq!(get("PGSSLMODE"), Some("verify-full"));
@@ -115,26 +96,12 @@ fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
     assert_eq!(get("PGHOST"), Some("localhost"));
     assert_eq!(get("PGDATABASE"), Some("postgres"));
     assert_eq!(get("PGPORT"), Some(services().pg.port.to_string().as_str()));
-    assert_eq!(
-        get("VAULT_ADDR"),
-        Some(services().bao.addr.as_str()),
-        "non-secret settings pass through"
-    );
+    assert_eq!(get("VAULT_ADDR"), Some(services().bao.addr.as_str()), "non-secret settings pass through");
     let root = PathBuf::from(get("PGSSLROOTCERT").expect("PGSSLROOTCERT"));
-    assert_eq!(
-        std::fs::read(&root).unwrap(),
-        std::fs::read(&services().certs.ca).unwrap()
-    );
-    let dir_mode = std::fs::metadata(root.parent().unwrap())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    assert_eq!(std::fs::read(&root).unwrap(), std::fs::read(&services().certs.ca).unwrap());
+    let dir_mode = std::fs::metadata(root.parent().unwrap()).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700, "runtime directory must be private");
-    assert!(
-        stderr.contains("overriding inherited PGSSLMODE=require with verify-full"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("overriding inherited PGSSLMODE=require with verify-full"), "{stderr}");
     assert!(!stderr.contains(&f.password), "{stderr}");
 }
 
@@ -146,11 +113,7 @@ fn kv_v1_flags_and_inherited_pg_variables_fill_the_gaps() {
     s.pg.create_role(&role, &password);
     let mount = unique("kv1mount");
     s.bao.mount_kv1(&mount);
-    s.bao.api(
-        "POST",
-        &format!("/v1/{mount}/db"),
-        Some(&serde_json::json!({"user": role, "password": password})),
-    );
+    s.bao.api("POST", &format!("/v1/{mount}/db"), Some(&serde_json::json!({"user": role, "password": password})));
     let ca_file = s.certs.ca.display().to_string();
     let run = Run::of(
         launcher(&support::home(&role))
@@ -171,11 +134,7 @@ fn kv_v1_flags_and_inherited_pg_variables_fill_the_gaps() {
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/app.sh")),
     );
     run.assert_ok().assert_no_leak(&password);
-    assert!(
-        run.stdout
-            .contains(&format!("connected as {role} to postgres on localhost:")),
-        "{run}"
-    );
+    assert!(run.stdout.contains(&format!("connected as {role} to postgres on localhost:")), "{run}");
     assert!(run.stdout.contains("ssl=true version=TLSv1.3"), "{run}");
 }
 
@@ -186,34 +145,17 @@ fn check_reports_and_env_redacts() {
     // `check` takes its options after the subcommand.
     assert_eq!(run.code, 64, "{run}");
     let mut cmd = launcher(&f.home);
-    cmd.env("VAULT_ADDR", &services().bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN);
+    cmd.env("VAULT_ADDR", &services().bao.addr).env("VAULT_TOKEN", ROOT_TOKEN);
     let run = Run::of(cmd.args(["check", "--credentials", &f.credentials(), "--ca", &f.ca()]));
     run.assert_ok().assert_no_leak(&f.password);
     assert!(run.stdout.contains("tls:         TLSv1.3"), "{run}");
-    assert!(
-        run.stdout
-            .contains("names:     DNS:localhost, IP:127.0.0.1"),
-        "{run}"
-    );
-    assert!(
-        run.stdout.contains("issuer:    CN=launcher test CA"),
-        "{run}"
-    );
+    assert!(run.stdout.contains("names:     DNS:localhost, IP:127.0.0.1"), "{run}");
+    assert!(run.stdout.contains("issuer:    CN=launcher test CA"), "{run}");
     assert!(run.stdout.contains("verdict:     ok"), "{run}");
 
     let mut cmd = launcher(&f.home);
-    cmd.env("VAULT_ADDR", &services().bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN);
-    let run = Run::of(cmd.args([
-        "env",
-        "--format",
-        "json",
-        "--credentials",
-        &f.credentials(),
-        "--ca",
-        &f.ca(),
-    ]));
+    cmd.env("VAULT_ADDR", &services().bao.addr).env("VAULT_TOKEN", ROOT_TOKEN);
+    let run = Run::of(cmd.args(["env", "--format", "json", "--credentials", &f.credentials(), "--ca", &f.ca()]));
     run.assert_ok().assert_no_leak(&f.password);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(json["PGPASSWORD"], "<redacted>");
@@ -221,23 +163,11 @@ fn check_reports_and_env_redacts() {
     assert_eq!(json["PGUSER"], f.role.as_str());
 
     let mut cmd = launcher(&f.home);
-    cmd.env("VAULT_ADDR", &services().bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN);
-    let run = Run::of(cmd.args([
-        "env",
-        "--reveal",
-        "--credentials",
-        &f.credentials(),
-        "--ca",
-        &f.ca(),
-    ]));
+    cmd.env("VAULT_ADDR", &services().bao.addr).env("VAULT_TOKEN", ROOT_TOKEN);
+    let run = Run::of(cmd.args(["env", "--reveal", "--credentials", &f.credentials(), "--ca", &f.ca()]));
     run.assert_ok();
     let quoted = f.password.replace('\'', r"'\''");
-    assert!(
-        run.stdout
-            .contains(&format!("export PGPASSWORD='{quoted}'\n")),
-        "{run}"
-    );
+    assert!(run.stdout.contains(&format!("export PGPASSWORD='{quoted}'\n")), "{run}");
 }
 
 #[test]
@@ -245,16 +175,18 @@ fn refuses_a_server_signed_by_another_ca() {
     let f = Fixture::new();
     let other = format!("file:{}", services().certs.other_ca.display());
     let run = Run::of(f.launcher().args(["--ca", &other, "--", "true"]));
-    run.assert_fails(76, "SSL error: certificate verify failed")
-        .assert_no_leak(&f.password);
+    run.assert_fails(76, "SSL error: certificate verify failed").assert_no_leak(&f.password);
 }
 
 #[test]
 fn refuses_a_host_name_the_certificate_does_not_carry() {
     let f = Fixture::new();
     let run = Run::of(f.launcher().args(["--host", "127.0.0.2", "--", "true"]));
-    run.assert_fails(76, r#"server certificate for "localhost" (and 1 other name) does not match host name "127.0.0.2""#)
-        .assert_no_leak(&f.password);
+    run.assert_fails(
+        76,
+        r#"server certificate for "localhost" (and 1 other name) does not match host name "127.0.0.2""#,
+    )
+    .assert_no_leak(&f.password);
 }
 
 #[test]
@@ -268,27 +200,16 @@ fn refuses_a_server_without_tls_and_the_server_refuses_plaintext() {
         .args([
             "-XAtc",
             "select 1",
-            &format!(
-                "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable",
-                s.pg.port, f.role
-            ),
+            &format!("host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable", s.pg.port, f.role),
         ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no encryption"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no encryption"), "{}", String::from_utf8_lossy(&out.stderr));
 
     let plain = support::Pg::start(&s.root.join("pg-plain"), &s.certs, false);
-    let run = Run::of(
-        f.launcher()
-            .args(["--port", &plain.port.to_string(), "--", "true"]),
-    );
-    run.assert_fails(76, "server does not support SSL, but SSL was required")
-        .assert_no_leak(&f.password);
+    let run = Run::of(f.launcher().args(["--port", &plain.port.to_string(), "--", "true"]));
+    run.assert_fails(76, "server does not support SSL, but SSL was required").assert_no_leak(&f.password);
 }
 
 #[test]
@@ -304,12 +225,9 @@ fn wrong_password_is_an_authentication_failure() {
         }),
     );
     let run = Run::of(f.launcher().args(["--", "true"]));
-    run.assert_fails(
-        77,
-        &format!("password authentication failed for user \"{}\"", f.role),
-    )
-    .assert_no_leak(&wrong)
-    .assert_no_leak(&f.password);
+    run.assert_fails(77, &format!("password authentication failed for user \"{}\"", f.role))
+        .assert_no_leak(&wrong)
+        .assert_no_leak(&f.password);
 }
 
 #[test]
@@ -323,10 +241,7 @@ fn vault_failures_map_to_their_exit_codes() {
 
     let weak = services().bao.weak_token();
     Run::of(f.launcher().env("VAULT_TOKEN", &weak).args(["--", "true"]))
-        .assert_fails(
-            77,
-            &format!("vault:secret/{}: permission denied by Vault", f.kv_path),
-        )
+        .assert_fails(77, &format!("vault:secret/{}: permission denied by Vault", f.kv_path))
         .assert_no_leak(&f.password)
         .assert_no_leak(&weak);
 
@@ -334,27 +249,14 @@ fn vault_failures_map_to_their_exit_codes() {
         .assert_fails(65, &format!("vault:secret/{}#nope: field \"nope\" is missing (fields present: ca_pem, dbname, host, password, port, username)", f.kv_path))
         .assert_no_leak(&f.password);
 
-    Run::of(f.launcher().args([
-        "--credentials",
-        "vault:secret/tests/does-not-exist",
-        "--",
-        "true",
-    ]))
-    .assert_fails(
-        78,
-        "vault:secret/tests/does-not-exist: no secret at this path",
-    )
-    .assert_no_leak(&f.password);
+    Run::of(f.launcher().args(["--credentials", "vault:secret/tests/does-not-exist", "--", "true"]))
+        .assert_fails(78, "vault:secret/tests/does-not-exist: no secret at this path")
+        .assert_no_leak(&f.password);
 
-    Run::of(
-        f.launcher()
-            .env("VAULT_ADDR", "http://192.0.2.10:8200")
-            .args(["--", "true"]),
-    )
-    .assert_fails(78, "refusing plain http:// to 192.0.2.10");
+    Run::of(f.launcher().env("VAULT_ADDR", "http://192.0.2.10:8200").args(["--", "true"]))
+        .assert_fails(78, "refusing plain http:// to 192.0.2.10");
 
-    Run::of(f.launcher().env_remove("VAULT_TOKEN").args(["--", "true"]))
-        .assert_fails(78, "Vault token: none found");
+    Run::of(f.launcher().env_remove("VAULT_TOKEN").args(["--", "true"])).assert_fails(78, "Vault token: none found");
 }
 
 #[test]
@@ -365,8 +267,6 @@ fn exec_failures_use_the_shell_codes() {
         .assert_no_leak(&f.password);
     let not_exec = f.home.join("not-executable");
     std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
-    Run::of(f.launcher().arg("--").arg(&not_exec))
-        .assert_fails(126, "permission denied")
-        .assert_no_leak(&f.password);
+    Run::of(f.launcher().arg("--").arg(&not_exec)).assert_fails(126, "permission denied").assert_no_leak(&f.password);
     Run::of(f.launcher().arg("--bogus-flag")).assert_fails(64, "--bogus-flag");
 }

@@ -7,3 +7,4 @@
 mod support;
 
 mod flow;
+mod oracle;

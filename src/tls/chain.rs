@@ -60,48 +60,33 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain")
-            .field("crl_loaded", &self.crl_loaded)
-            .finish_non_exhaustive()
+        f.debug_struct("Chain").field("crl_loaded", &self.crl_loaded).finish_non_exhaustive()
     }
 }
 
 impl Chain {
     /// Loads the root file and the CRLs as libpq's `initialize_SSL` does.
-    pub fn load(
-        root: &Path,
-        crl_file: Option<&Path>,
-        crl_dir: Option<&Path>,
-    ) -> Result<Self, ChainError> {
+    pub fn load(root: &Path, crl_file: Option<&Path>, crl_dir: Option<&Path>) -> Result<Self, ChainError> {
         if std::fs::metadata(root).is_err() {
             return Err(ChainError::RootMissing(root.to_owned()));
         }
         let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
         // A client SSL_CTX picks up openssl.cnf's system defaults (Debian: SECLEVEL=2), as libpq's does.
-        let level = SslContext::builder(SslMethod::tls_client())
-            .map_err(internal)?
-            .build()
-            .security_level();
+        let level = SslContext::builder(SslMethod::tls_client()).map_err(internal)?.build().security_level();
         let mut builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
         builder
             .set_ca_file(root)
-            .map_err(|e| ChainError::RootUnreadable {
-                path: root.to_owned(),
-                reason: first_reason(&e),
-            })?;
+            .map_err(|e| ChainError::RootUnreadable { path: root.to_owned(), reason: first_reason(&e) })?;
         let store = builder.cert_store_mut();
         let mut crl_loaded = false;
         // libpq: X509_STORE_load_locations(store, file, dir); on failure, silently no CRL check.
         if let Some(file) = crl_file.filter(|f| f.is_file())
             && let Ok(lookup) = store.add_lookup(X509Lookup::file())
         {
-            crl_loaded |= lookup
-                .load_crl_file(file, SslFiletype::PEM)
-                .is_ok_and(|n| n > 0);
+            crl_loaded |= lookup.load_crl_file(file, SslFiletype::PEM).is_ok_and(|n| n > 0);
         }
         if let Some(dir) = crl_dir.filter(|d| d.is_dir())
-            && let (Some(text), Ok(lookup)) =
-                (dir.to_str(), store.add_lookup(X509Lookup::hash_dir()))
+            && let (Some(text), Ok(lookup)) = (dir.to_str(), store.add_lookup(X509Lookup::hash_dir()))
         {
             crl_loaded |= lookup.add_dir(text, SslFiletype::PEM).is_ok();
         }
@@ -109,17 +94,10 @@ impl Chain {
         param.set_auth_level(i32::try_from(level).unwrap_or(i32::MAX));
         store.set_param(&param).map_err(internal)?;
         if crl_loaded {
-            store
-                .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
-                .map_err(internal)?;
+            store.set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL).map_err(internal)?;
         }
-        store
-            .set_purpose(X509PurposeId::SSL_SERVER)
-            .map_err(internal)?;
-        Ok(Self {
-            context: builder.build(),
-            crl_loaded,
-        })
+        store.set_purpose(X509PurposeId::SSL_SERVER).map_err(internal)?;
+        Ok(Self { context: builder.build(), crl_loaded })
     }
 
     /// Whether a CRL was loaded (and so revocation is checked).
@@ -138,9 +116,7 @@ impl Chain {
         let mut untrusted = Stack::new().map_err(|e| ChainError::Internal(e.to_string()))?;
         for der in intermediates {
             let cert = X509::from_der(der).map_err(|_| ChainError::Unparsable)?;
-            untrusted
-                .push(cert)
-                .map_err(|e| ChainError::Internal(e.to_string()))?;
+            untrusted.push(cert).map_err(|e| ChainError::Internal(e.to_string()))?;
         }
         let mut ctx = X509StoreContext::new().map_err(|e| ChainError::Internal(e.to_string()))?;
         let outcome = ctx
@@ -155,19 +131,13 @@ impl Chain {
             .map_err(|e| ChainError::Internal(e.to_string()))?;
         match outcome {
             (true, _, _, _) => Ok(()),
-            (false, error, depth, subject) => Err(ChainError::Refused {
-                reason: error.error_string().to_owned(),
-                depth,
-                subject,
-            }),
+            (false, error, depth, subject) => {
+                Err(ChainError::Refused { reason: error.error_string().to_owned(), depth, subject })
+            }
         }
     }
 }
 
 fn first_reason(e: &openssl::error::ErrorStack) -> String {
-    e.errors()
-        .first()
-        .and_then(openssl::error::Error::reason)
-        .unwrap_or("no certificate found")
-        .to_owned()
+    e.errors().first().and_then(openssl::error::Error::reason).unwrap_or("no certificate found").to_owned()
 }

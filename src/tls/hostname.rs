@@ -40,46 +40,27 @@ pub(crate) enum NameError {
     NoHost,
     EmbeddedNul,
     BadIpLength(usize),
-    Mismatch {
-        first: String,
-        others: usize,
-        host: String,
-    },
+    Mismatch { first: String, others: usize, host: String },
     NoNames,
 }
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoHost => {
-                f.write_str("host name must be specified for a verified SSL connection")
-            }
+            Self::NoHost => f.write_str("host name must be specified for a verified SSL connection"),
             Self::EmbeddedNul => f.write_str("SSL certificate's name contains embedded null"),
             Self::BadIpLength(n) => {
                 write!(f, "certificate contains IP address with invalid length {n}")
             }
-            Self::Mismatch {
-                first,
-                others: 0,
-                host,
-            } => {
-                write!(
-                    f,
-                    "server certificate for \"{first}\" does not match host name \"{host}\""
-                )
+            Self::Mismatch { first, others: 0, host } => {
+                write!(f, "server certificate for \"{first}\" does not match host name \"{host}\"")
             }
-            Self::Mismatch {
-                first,
-                others,
-                host,
-            } => write!(
+            Self::Mismatch { first, others, host } => write!(
                 f,
                 "server certificate for \"{first}\" (and {others} other name{}) does not match host name \"{host}\"",
                 if *others == 1 { "" } else { "s" }
             ),
-            Self::NoNames => {
-                f.write_str("could not get server's host name from server certificate")
-            }
+            Self::NoNames => f.write_str("could not get server's host name from server certificate"),
         }
     }
 }
@@ -120,11 +101,7 @@ pub(crate) fn verify(host: &str, names: &PeerNames) -> Result<(), NameError> {
     }
     match (matched, first) {
         (true, _) => Ok(()),
-        (false, Some(first)) => Err(NameError::Mismatch {
-            first,
-            others: examined - 1,
-            host: host.to_owned(),
-        }),
+        (false, Some(first)) => Err(NameError::Mismatch { first, others: examined - 1, host: host.to_owned() }),
         (false, None) => Err(NameError::NoNames),
     }
 }
@@ -136,10 +113,7 @@ fn match_name(name: &[u8], host: &str) -> Result<(bool, String), NameError> {
     }
     let shown = String::from_utf8_lossy(name).into_owned();
     let host = host.as_bytes();
-    Ok((
-        name.eq_ignore_ascii_case(host) || wildcard_match(name, host),
-        shown,
-    ))
+    Ok((name.eq_ignore_ascii_case(host) || wildcard_match(name, host), shown))
 }
 
 /// `wildcard_certificate_match`, byte for byte.
@@ -223,9 +197,7 @@ pub(crate) fn inet_aton(text: &str) -> Option<Ipv4Addr> {
 fn strtoul(bytes: &[u8], mut i: usize) -> Option<(u64, usize)> {
     let mut base = 10;
     if bytes[i] == b'0' {
-        if matches!(bytes.get(i + 1), Some(b'x' | b'X'))
-            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-        {
+        if matches!(bytes.get(i + 1), Some(b'x' | b'X')) && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
             base = 16;
             i += 2;
         } else {
@@ -235,10 +207,7 @@ fn strtoul(bytes: &[u8], mut i: usize) -> Option<(u64, usize)> {
     let mut value: u64 = 0;
     let mut overflow = false;
     while let Some(d) = bytes.get(i).and_then(|c| char::from(*c).to_digit(base)) {
-        value = if let Some(v) = value
-            .checked_mul(u64::from(base))
-            .and_then(|v| v.checked_add(u64::from(d)))
-        {
+        value = if let Some(v) = value.checked_mul(u64::from(base)).and_then(|v| v.checked_add(u64::from(d))) {
             v
         } else {
             overflow = true;
@@ -263,10 +232,7 @@ mod tests {
     }
 
     fn names(sans: Vec<San>, cn: Option<&str>) -> PeerNames {
-        PeerNames {
-            sans,
-            common_name: cn.map(|c| c.as_bytes().to_vec()),
-        }
+        PeerNames { sans, common_name: cn.map(|c| c.as_bytes().to_vec()) }
     }
 
     #[test]
@@ -277,18 +243,7 @@ mod tests {
         assert_eq!(inet_aton("0177.0.0.1"), Some(Ipv4Addr::LOCALHOST));
         assert_eq!(inet_aton("2130706433"), Some(Ipv4Addr::LOCALHOST));
         assert_eq!(inet_aton("127.0.0.1 trailing"), Some(Ipv4Addr::LOCALHOST));
-        for bad in [
-            "",
-            "localhost",
-            "256.0.0.1",
-            "1.2.3.4.5",
-            "08.0.0.1",
-            "1.2.3.",
-            ".1",
-            "1..2",
-            "0x",
-            "4294967296",
-        ] {
+        for bad in ["", "localhost", "256.0.0.1", "1.2.3.4.5", "08.0.0.1", "1.2.3.", ".1", "1..2", "0x", "4294967296"] {
             assert_eq!(inet_aton(bad), None, "{bad}");
         }
     }
@@ -302,10 +257,7 @@ mod tests {
             "server certificate for \"db.example.test\" does not match host name \"other.test\""
         );
         // CN-only certificate: the CN is used.
-        assert_eq!(
-            verify("localhost", &names(vec![], Some("localhost"))),
-            Ok(())
-        );
+        assert_eq!(verify("localhost", &names(vec![], Some("localhost"))), Ok(()));
         // IP host with only dNSName SANs falls back to the CN (libpq, not RFC 6125).
         let n = names(vec![dns("db.test")], Some("127.0.0.1"));
         assert_eq!(verify("127.0.0.1", &n), Ok(()));
@@ -315,31 +267,16 @@ mod tests {
             verify("127.0.0.1", &n).unwrap_err().to_string(),
             "server certificate for \"10.0.0.1\" does not match host name \"127.0.0.1\""
         );
-        assert_eq!(
-            verify("127.1", &names(vec![San::Ip(vec![127, 0, 0, 1])], None)),
-            Ok(())
-        );
-        let n = names(
-            vec![dns("a.test"), dns("b.test"), San::Ip(vec![1, 2, 3, 4])],
-            None,
-        );
+        assert_eq!(verify("127.1", &names(vec![San::Ip(vec![127, 0, 0, 1])], None)), Ok(()));
+        let n = names(vec![dns("a.test"), dns("b.test"), San::Ip(vec![1, 2, 3, 4])], None);
         assert_eq!(
             verify("c.test", &n).unwrap_err().to_string(),
             "server certificate for \"a.test\" (and 2 other names) does not match host name \"c.test\""
         );
         assert_eq!(verify("x", &names(vec![], None)), Err(NameError::NoNames));
-        assert_eq!(
-            verify("", &names(vec![], Some("x"))),
-            Err(NameError::NoHost)
-        );
-        assert_eq!(
-            verify("a", &names(vec![San::Dns(b"a\0.evil".to_vec())], None)),
-            Err(NameError::EmbeddedNul)
-        );
-        assert_eq!(
-            verify("a", &names(vec![San::Ip(vec![1, 2, 3])], None)),
-            Err(NameError::BadIpLength(3))
-        );
+        assert_eq!(verify("", &names(vec![], Some("x"))), Err(NameError::NoHost));
+        assert_eq!(verify("a", &names(vec![San::Dns(b"a\0.evil".to_vec())], None)), Err(NameError::EmbeddedNul));
+        assert_eq!(verify("a", &names(vec![San::Ip(vec![1, 2, 3])], None)), Err(NameError::BadIpLength(3)));
     }
 
     #[test]
@@ -349,26 +286,8 @@ mod tests {
         assert!(verify("a.b.example.test", &n).is_err());
         assert!(verify("example.test", &n).is_err());
         assert!(verify(".example.test", &n).is_err());
-        assert!(
-            verify(
-                "db.example.test",
-                &names(vec![dns("d*.example.test")], None)
-            )
-            .is_err()
-        );
-        assert!(
-            verify(
-                "db.example.test.",
-                &names(vec![dns("db.example.test")], None)
-            )
-            .is_err()
-        );
-        assert!(
-            verify(
-                "db.example.test",
-                &names(vec![dns("db.example.test.")], None)
-            )
-            .is_err()
-        );
+        assert!(verify("db.example.test", &names(vec![dns("d*.example.test")], None)).is_err());
+        assert!(verify("db.example.test.", &names(vec![dns("db.example.test")], None)).is_err());
+        assert!(verify("db.example.test", &names(vec![dns("db.example.test.")], None)).is_err());
     }
 }

@@ -79,11 +79,7 @@ pub(crate) fn peer_names(cert: &X509Ref) -> PeerNames {
                 .collect()
         })
         .unwrap_or_default();
-    let common_name = cert
-        .subject_name()
-        .entries_by_nid(Nid::COMMONNAME)
-        .next()
-        .map(|e| e.data().as_slice().to_vec());
+    let common_name = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next().map(|e| e.data().as_slice().to_vec());
     PeerNames { sans, common_name }
 }
 

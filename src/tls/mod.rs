@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 pub use chain::{Chain, ChainError};
@@ -54,43 +54,25 @@ impl LibpqVerifier {
     /// A verifier for `host` trusting what `chain` trusts.
     #[must_use]
     pub fn new(chain: Chain, host: String, provider: Arc<CryptoProvider>) -> Self {
-        Self {
-            chain,
-            host,
-            provider,
-            seen: Mutex::new(Seen::default()),
-        }
+        Self { chain, host, provider, seen: Mutex::new(Seen::default()) }
     }
 
     /// What the last handshake presented, and the refusal if there was one.
     pub fn seen(&self) -> Seen {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn judge(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-    ) -> Result<(), Refusal> {
+    fn judge(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> Result<(), Refusal> {
         let leaf = info::parse(end_entity).ok_or(Refusal::Chain(ChainError::Unparsable))?;
         {
             let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
             seen.chain = std::iter::once(info::cert_info(&leaf))
-                .chain(
-                    intermediates
-                        .iter()
-                        .filter_map(|d| info::parse(d))
-                        .map(|c| info::cert_info(&c)),
-                )
+                .chain(intermediates.iter().filter_map(|d| info::parse(d)).map(|c| info::cert_info(&c)))
                 .collect();
         }
         let others: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
         self.chain.verify(end_entity, &others)?;
-        hostname::verify(&self.host, &info::peer_names(&leaf))
-            .map_err(|e| Refusal::Name(e.to_string()))
+        hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))
     }
 }
 
@@ -106,30 +88,44 @@ impl ServerCertVerifier for LibpqVerifier {
         match self.judge(end_entity, intermediates) {
             Ok(()) => Ok(ServerCertVerified::assertion()),
             Err(refusal) => {
-                let error = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                    rustls::OtherError(Arc::new(refusal.clone())),
-                ));
-                self.seen
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .refusal = Some(refusal);
+                let error = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                    Arc::new(refusal.clone()),
+                )));
+                self.seen.lock().unwrap_or_else(PoisonError::into_inner).refusal = Some(refusal);
                 Err(error)
             }
         }
     }
 
+    // The handshake signature is checked against the certificate's key as OpenSSL parsed it:
+    // rustls' own helpers parse the certificate with webpki, which refuses X.509 v1
+    // certificates that libpq accepts.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let spki = spki_of(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad_key())?;
+        let candidates = self
+            .provider
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algs)| *algs)
+            .ok_or(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        for alg in candidates {
+            match key.verify_signature(*alg, message, dss.signature()) {
+                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+                Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => {}
+                Err(_) => {
+                    return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature));
+                }
+            }
+        }
+        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))
     }
 
     fn verify_tls13_signature(
@@ -138,19 +134,40 @@ impl ServerCertVerifier for LibpqVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &spki_of(cert)?,
             dss,
             &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+fn bad_key() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+}
+
+/// The certificate's SubjectPublicKeyInfo, as OpenSSL reads it.
+fn spki_of(cert: &CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    let cert = info::parse(cert).ok_or_else(bad_key)?;
+    let der = cert.public_key().and_then(|k| k.public_key_to_der()).map_err(|_| bad_key())?;
+    Ok(SubjectPublicKeyInfoDer::from(der))
+}
+
+/// The name handed to rustls for SNI. libpq sends no SNI when the host is an IP address in any
+/// notation `inet_aton` or `inet_pton` accept (`127.1`, `0x7f.0.0.1`), which rustls would refuse
+/// as a DNS name: such hosts become their canonical address. The verifier ignores this name and
+/// checks the host exactly as given.
+#[must_use]
+pub fn sni_name(host: &str) -> String {
+    if let Some(v4) = hostname::inet_aton(host) {
+        return v4.to_string();
+    }
+    host.parse::<std::net::Ipv6Addr>().map_or_else(|_| host.to_owned(), |v6| v6.to_string())
 }
 
 /// A rustls client configuration whose only verifier is `verifier` (TLS 1.2 and 1.3, as libpq's

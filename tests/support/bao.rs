@@ -21,11 +21,7 @@ pub fn bao_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/bao");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("bao")
-    }
+    if venv.exists() { venv } else { PathBuf::from("bao") }
 }
 
 impl Bao {
@@ -46,22 +42,11 @@ impl Bao {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!(
-                    "start {}: {e} (run the README's test command, which installs it)",
-                    bao_binary().display()
-                )
+                panic!("start {}: {e} (run the README's test command, which installs it)", bao_binary().display())
             });
-        let bao = Self {
-            port,
-            addr: format!("http://127.0.0.1:{port}"),
-            _server: server,
-        };
+        let bao = Self { port, addr: format!("http://127.0.0.1:{port}"), _server: server };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while bao
-            .request("GET", "/v1/sys/health", None, None)
-            .map(|(s, _)| s)
-            != Some(200)
-        {
+        while bao.request("GET", "/v1/sys/health", None, None).map(|(s, _)| s) != Some(200) {
             assert!(
                 Instant::now() < deadline,
                 "OpenBao did not start: {}",
@@ -82,44 +67,25 @@ impl Bao {
     ) -> Option<(u16, String)> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         let body = body.map(ToString::to_string).unwrap_or_default();
-        let token = token
-            .map(|t| format!("X-Vault-Token: {t}\r\n"))
-            .unwrap_or_default();
+        let token = token.map(|t| format!("X-Vault-Token: {t}\r\n")).unwrap_or_default();
         write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         Some((status, body))
     }
 
     /// A request as root that must succeed; returns the JSON answer (or Null).
-    pub fn api(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> serde_json::Value {
-        let (status, text) = self
-            .request(method, path, Some(ROOT_TOKEN), body)
-            .expect("OpenBao answers");
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: HTTP {status}: {text}"
-        );
+    pub fn api(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+        let (status, text) = self.request(method, path, Some(ROOT_TOKEN), body).expect("OpenBao answers");
+        assert!((200..300).contains(&status), "{method} {path}: HTTP {status}: {text}");
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
 
     /// Writes a KV v2 secret at `secret/<path>`.
     pub fn put_kv2(&self, path: &str, data: &serde_json::Value) {
-        self.api(
-            "POST",
-            &format!("/v1/secret/data/{path}"),
-            Some(&serde_json::json!({ "data": data })),
-        );
+        self.api("POST", &format!("/v1/secret/data/{path}"), Some(&serde_json::json!({ "data": data })));
     }
 
     /// Mounts a KV v1 engine at `mount` (idempotent per name: tests use unique names).
@@ -133,11 +99,7 @@ impl Bao {
 
     /// A token with only the `default` policy (which reads no secret).
     pub fn weak_token(&self) -> String {
-        let v = self.api(
-            "POST",
-            "/v1/auth/token/create",
-            Some(&serde_json::json!({"policies": ["default"]})),
-        );
+        let v = self.api("POST", "/v1/auth/token/create", Some(&serde_json::json!({"policies": ["default"]})));
         v["auth"]["client_token"].as_str().unwrap().to_owned()
     }
 }

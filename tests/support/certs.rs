@@ -21,21 +21,9 @@ impl Certs {
         std::fs::create_dir_all(dir).unwrap();
         let ca = self_signed_ca(dir, "ca", "launcher test CA");
         let other = self_signed_ca(dir, "other-ca", "unrelated CA");
-        let (server_cert, server_key) = issue(
-            dir,
-            "server",
-            &ca,
-            "/CN=localhost",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        );
-        Self {
-            dir: dir.to_owned(),
-            ca: ca.0,
-            ca_key: ca.1,
-            server_cert,
-            server_key,
-            other_ca: other.0,
-        }
+        let (server_cert, server_key) =
+            issue(dir, "server", &ca, "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1");
+        Self { dir: dir.to_owned(), ca: ca.0, ca_key: ca.1, server_cert, server_key, other_ca: other.0 }
     }
 }
 
@@ -45,17 +33,7 @@ pub fn self_signed_ca(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     run_ok(
         Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "30",
-            ])
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -67,13 +45,7 @@ pub fn self_signed_ca(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
 }
 
 /// A P-256 certificate for `subject` with `extensions` (an openssl extfile body), signed by `ca`.
-pub fn issue(
-    dir: &Path,
-    name: &str,
-    ca: &(PathBuf, PathBuf),
-    subject: &str,
-    extensions: &str,
-) -> (PathBuf, PathBuf) {
+pub fn issue(dir: &Path, name: &str, ca: &(PathBuf, PathBuf), subject: &str, extensions: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
     let cert = dir.join(format!("{name}.crt"));
@@ -81,15 +53,7 @@ pub fn issue(
     std::fs::write(&ext, format!("{extensions}\n")).unwrap();
     run_ok(
         Command::new("openssl")
-            .args([
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-            ])
+            .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")

@@ -68,12 +68,7 @@ fn start() -> Services {
     let certs = Certs::generate(&root.join("certs"));
     let bao = Bao::start(&root.join("bao"));
     let pg = Pg::start(&root.join("pg"), &certs, true);
-    Services {
-        root,
-        certs,
-        pg,
-        bao,
-    }
+    Services { root, certs, pg, bao }
 }
 
 /// A fresh directory under the temp dir, 0711 so that the `postgres` user can pass through.
@@ -83,9 +78,7 @@ pub fn scratch_dir(prefix: &str) -> PathBuf {
     if let Ok(entries) = std::fs::read_dir(&tmp) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name
-                .strip_prefix(&format!("{prefix}-"))
-                .and_then(|p| p.parse::<u32>().ok())
+            if let Some(pid) = name.strip_prefix(&format!("{prefix}-")).and_then(|p| p.parse::<u32>().ok())
                 && !Path::new(&format!("/proc/{pid}")).exists()
             {
                 let _ = std::fs::remove_dir_all(e.path());
@@ -143,19 +136,14 @@ pub fn is_root() -> bool {
 /// A command started through `setpriv --pdeathsig SIGNAL`, so it dies with the test binary.
 pub fn with_pdeathsig(signal: &str, program: impl AsRef<OsStr>) -> Command {
     let mut c = Command::new("setpriv");
-    c.arg(format!("--pdeathsig={signal}"))
-        .arg("--")
-        .arg(program);
+    c.arg(format!("--pdeathsig={signal}")).arg("--").arg(program);
     c
 }
 
 /// The launcher binary, with an environment holding nothing but what the test gives it.
 pub fn launcher(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_launcher"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("TMPDIR", home);
+    c.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("HOME", home).env("TMPDIR", home);
     c
 }
 
@@ -168,9 +156,7 @@ pub struct Run {
 
 impl Run {
     pub fn of(cmd: &mut Command) -> Self {
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -180,20 +166,14 @@ impl Run {
 
     /// Asserts that `secret` appears nowhere in the output.
     pub fn assert_no_leak(&self, secret: &str) -> &Self {
-        assert!(
-            !self.stdout.contains(secret) && !self.stderr.contains(secret),
-            "secret leaked into output:\n{self}"
-        );
+        assert!(!self.stdout.contains(secret) && !self.stderr.contains(secret), "secret leaked into output:\n{self}");
         self
     }
 
     /// Asserts the exit code and a piece of stderr.
     pub fn assert_fails(&self, code: i32, stderr_part: &str) -> &Self {
         assert_eq!(self.code, code, "wrong exit code:\n{self}");
-        assert!(
-            self.stderr.contains(stderr_part),
-            "stderr lacks {stderr_part:?}:\n{self}"
-        );
+        assert!(self.stderr.contains(stderr_part), "stderr lacks {stderr_part:?}:\n{self}");
         self
     }
 
@@ -205,11 +185,7 @@ impl Run {
 
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
 }
 

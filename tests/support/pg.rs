@@ -39,11 +39,7 @@ fn postgres_ids() -> Option<(u32, u32)> {
     }
     let id = |flag: &str| {
         let out = run_ok(Command::new("id").arg(flag).arg("postgres"));
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse::<u32>()
-            .unwrap()
+        String::from_utf8(out.stdout).unwrap().trim().parse::<u32>().unwrap()
     };
     Some((id("-u"), id("-g")))
 }
@@ -71,20 +67,15 @@ fn template(root: &Path) -> &'static Path {
         std::fs::create_dir_all(&t).unwrap();
         std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
         give(&t);
-        run_ok(as_server_user(
-            Command::new(bindir().join("initdb"))
-                .arg("-D")
-                .arg(&t)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                ]),
-        ));
+        run_ok(as_server_user(Command::new(bindir().join("initdb")).arg("-D").arg(&t).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])));
         t
     })
 }
@@ -140,19 +131,9 @@ impl Pg {
         let log_file = std::fs::File::create(&log).unwrap();
         give(&log);
         let mut cmd = with_pdeathsig("QUIT", bindir().join("postgres"));
-        cmd.arg("-D")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
+        cmd.arg("-D").arg(&data).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
         let server = as_server_user(&mut cmd).spawn().expect("start postgres");
-        let pg = Self {
-            port,
-            socket_dir,
-            data,
-            log,
-            _server: server,
-        };
+        let pg = Self { port, socket_dir, data, log, _server: server };
         pg.wait_ready();
         pg
     }
@@ -160,11 +141,7 @@ impl Pg {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = self
-                .admin_psql()
-                .args(["-c", "select 1"])
-                .output()
-                .is_ok_and(|o| o.status.success());
+            let ok = self.admin_psql().args(["-c", "select 1"]).output().is_ok_and(|o| o.status.success());
             if ok {
                 return;
             }
@@ -181,18 +158,7 @@ impl Pg {
     pub fn admin_psql(&self) -> Command {
         let mut c = Command::new(psql());
         c.env_clear()
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-h",
-            ])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-U", "postgres", "-d", "postgres", "-h"])
             .arg(&self.socket_dir)
             .arg("-p")
             .arg(self.port.to_string());
@@ -208,20 +174,10 @@ impl Pg {
     /// A login role with `password`, for one test. The password is passed on stdin, not argv.
     pub fn create_role(&self, name: &str, password: &str) {
         use std::io::Write;
-        let mut child = self
-            .admin_psql()
-            .arg("-f")
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            self.admin_psql().arg("-f").arg("-").stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let quoted = password.replace('\'', "''");
-        write!(
-            child.stdin.take().unwrap(),
-            "CREATE ROLE {name} LOGIN PASSWORD '{quoted}';"
-        )
-        .unwrap();
+        write!(child.stdin.take().unwrap(), "CREATE ROLE {name} LOGIN PASSWORD '{quoted}';").unwrap();
         assert!(child.wait().unwrap().success(), "create role {name}");
     }
 }

@@ -33,10 +33,7 @@ impl DbSecret {
         let port = match fields.first_of(PORT) {
             None => None,
             Some((name, value)) => Some(value.expose().trim().parse::<u16>().map_err(|_| {
-                SourceError::bad_content(
-                    &reference.with_field(name),
-                    "is not a port number (1-65535)",
-                )
+                SourceError::bad_content(&reference.with_field(name), "is not a port number (1-65535)")
             })?)
             .filter(|p| *p != 0),
         };
@@ -61,28 +58,17 @@ mod tests {
     #[test]
     fn reads_rds_and_kv_shapes() {
         let r = Reference::parse("vault:secret/db").unwrap();
-        let rds = fields(
-            &serde_json::json!({"engine":"postgres","host":"db","username":"app",
-            "password":"pw","dbname":"prod","port":5432}),
-        );
+        let rds = fields(&serde_json::json!({"engine":"postgres","host":"db","username":"app",
+            "password":"pw","dbname":"prod","port":5432}));
         let s = DbSecret::from_fields(&rds, &r).unwrap();
         assert_eq!(
-            (
-                s.user.as_deref(),
-                s.host.as_deref(),
-                s.port,
-                s.dbname.as_deref()
-            ),
+            (s.user.as_deref(), s.host.as_deref(), s.port, s.dbname.as_deref()),
             (Some("app"), Some("db"), Some(5432), Some("prod"))
         );
         assert_eq!(s.password.unwrap().expose(), "pw");
-        let kv =
-            fields(&serde_json::json!({"user":"app","password":"pw","port":"6432","database":"d"}));
+        let kv = fields(&serde_json::json!({"user":"app","password":"pw","port":"6432","database":"d"}));
         let s = DbSecret::from_fields(&kv, &r).unwrap();
-        assert_eq!(
-            (s.user.as_deref(), s.port, s.dbname.as_deref()),
-            (Some("app"), Some(6432), Some("d"))
-        );
+        assert_eq!((s.user.as_deref(), s.port, s.dbname.as_deref()), (Some("app"), Some(6432), Some("d")));
     }
 
     #[test]

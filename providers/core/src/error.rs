@@ -94,11 +94,7 @@ pub enum SourceError {
 }
 
 fn detail_suffix(detail: &str) -> String {
-    if detail.is_empty() {
-        String::new()
-    } else {
-        format!(": {detail}")
-    }
+    if detail.is_empty() { String::new() } else { format!(": {detail}") }
 }
 
 impl SourceError {
@@ -118,9 +114,6 @@ impl SourceError {
     /// A [`SourceError::BadContent`] about one reference.
     #[must_use]
     pub fn bad_content(reference: &Reference, problem: impl Into<String>) -> Self {
-        Self::BadContent {
-            reference: reference.to_string(),
-            problem: problem.into(),
-        }
+        Self::BadContent { reference: reference.to_string(), problem: problem.into() }
     }
 }

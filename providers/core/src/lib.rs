@@ -26,8 +26,5 @@ pub use secret::{Document, Fields, SecretBytes, SecretString};
 pub trait SecretSource {
     /// Reads the whole document the reference points at (the `#field` part is applied by the
     /// caller, through [`Document::select`]).
-    fn fetch(
-        &self,
-        reference: &Reference,
-    ) -> impl Future<Output = Result<Document, SourceError>> + Send;
+    fn fetch(&self, reference: &Reference) -> impl Future<Output = Result<Document, SourceError>> + Send;
 }

@@ -15,16 +15,12 @@ pub enum Scheme {
 
 impl Scheme {
     /// Every scheme with its prefix, in the order they are listed to users.
-    pub const ALL: &'static [(Scheme, &'static str)] =
-        &[(Scheme::Vault, "vault"), (Scheme::File, "file")];
+    pub const ALL: &'static [(Scheme, &'static str)] = &[(Scheme::Vault, "vault"), (Scheme::File, "file")];
 
     /// The prefix users write before the colon.
     #[must_use]
     pub fn prefix(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(s, _)| *s == self)
-            .map_or("?", |(_, p)| p)
+        Self::ALL.iter().find(|(s, _)| *s == self).map_or("?", |(_, p)| p)
     }
 }
 
@@ -55,19 +51,13 @@ pub enum ReferenceError {
 }
 
 fn known_schemes() -> String {
-    Scheme::ALL
-        .iter()
-        .map(|(_, p)| format!("{p}:"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    Scheme::ALL.iter().map(|(_, p)| format!("{p}:")).collect::<Vec<_>>().join(", ")
 }
 
 impl Reference {
     /// Parses `SCHEME:LOCATOR[#FIELD]`. The field is what follows the last `#`.
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
-        let (prefix, rest) = text
-            .split_once(':')
-            .ok_or_else(|| ReferenceError::MissingScheme(text.to_owned()))?;
+        let (prefix, rest) = text.split_once(':').ok_or_else(|| ReferenceError::MissingScheme(text.to_owned()))?;
         let scheme = Scheme::ALL
             .iter()
             .find(|(_, p)| *p == prefix)
@@ -81,11 +71,7 @@ impl Reference {
         if locator.is_empty() {
             return Err(ReferenceError::EmptyLocator(text.to_owned()));
         }
-        Ok(Self {
-            scheme,
-            locator: locator.to_owned(),
-            field,
-        })
+        Ok(Self { scheme, locator: locator.to_owned(), field })
     }
 
     /// The source kind.
@@ -109,10 +95,7 @@ impl Reference {
     /// The same reference pointing at one field (used to name a field in errors).
     #[must_use]
     pub fn with_field(&self, field: &str) -> Self {
-        Self {
-            field: Some(field.to_owned()),
-            ..self.clone()
-        }
+        Self { field: Some(field.to_owned()), ..self.clone() }
     }
 }
 
@@ -138,10 +121,7 @@ mod tests {
         assert_eq!(r.field(), Some("ca_pem"));
         assert_eq!(r.to_string(), "vault:secret/app/db#ca_pem");
         let r = Reference::parse("file:/etc/ssl/ca.pem").unwrap();
-        assert_eq!(
-            (r.scheme(), r.locator(), r.field()),
-            (Scheme::File, "/etc/ssl/ca.pem", None)
-        );
+        assert_eq!((r.scheme(), r.locator(), r.field()), (Scheme::File, "/etc/ssl/ca.pem", None));
     }
 
     #[test]
@@ -152,21 +132,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_references() {
-        assert!(matches!(
-            Reference::parse("secret/app"),
-            Err(ReferenceError::MissingScheme(_))
-        ));
-        assert!(
-            matches!(Reference::parse("s3:bucket/x"), Err(ReferenceError::UnknownScheme(p)) if p == "s3")
-        );
-        assert!(matches!(
-            Reference::parse("vault:"),
-            Err(ReferenceError::EmptyLocator(_))
-        ));
-        assert!(matches!(
-            Reference::parse("vault:secret/x#"),
-            Err(ReferenceError::EmptyField(_))
-        ));
+        assert!(matches!(Reference::parse("secret/app"), Err(ReferenceError::MissingScheme(_))));
+        assert!(matches!(Reference::parse("s3:bucket/x"), Err(ReferenceError::UnknownScheme(p)) if p == "s3"));
+        assert!(matches!(Reference::parse("vault:"), Err(ReferenceError::EmptyLocator(_))));
+        assert!(matches!(Reference::parse("vault:secret/x#"), Err(ReferenceError::EmptyField(_))));
         let msg = Reference::parse("s3:x").unwrap_err().to_string();
         assert!(msg.contains("vault:, file:"), "{msg}");
     }

@@ -111,11 +111,7 @@ impl Fields {
         if self.0.is_empty() {
             return "none".to_owned();
         }
-        self.0
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.0.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
     }
 
     /// Removes and returns one field.
@@ -173,21 +169,16 @@ impl Document {
             (None, Self::Blob(bytes)) => Ok(bytes),
             (None, Self::Fields(fields)) => Err(SourceError::bad_content(
                 reference,
-                format!(
-                    "holds several fields ({}); name one with #FIELD",
-                    fields.names()
-                ),
+                format!("holds several fields ({}); name one with #FIELD", fields.names()),
             )),
             (Some(field), doc) => {
                 let mut fields = doc.into_fields(reference)?;
                 let present = fields.names();
-                let value = fields
-                    .take(field)
-                    .ok_or_else(|| SourceError::MissingField {
-                        reference: reference.to_string(),
-                        field: field.to_owned(),
-                        present,
-                    })?;
+                let value = fields.take(field).ok_or_else(|| SourceError::MissingField {
+                    reference: reference.to_string(),
+                    field: field.to_owned(),
+                    present,
+                })?;
                 Ok(value.into_bytes())
             }
         }
@@ -235,17 +226,11 @@ mod tests {
         let r = Reference::parse("file:/x.json#nope").unwrap();
         let doc = Document::Blob(SecretBytes::new(br#"{"ca":"s3cr3t"}"#.to_vec()));
         let msg = doc.select(&r).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            "file:/x.json#nope: field \"nope\" is missing (fields present: ca)"
-        );
+        assert_eq!(msg, "file:/x.json#nope: field \"nope\" is missing (fields present: ca)");
 
         let r = Reference::parse("file:/x.pem#ca").unwrap();
         let doc = Document::Blob(SecretBytes::new(b"-----BEGIN s3cr3t".to_vec()));
         let msg = doc.select(&r).unwrap_err().to_string();
-        assert!(
-            msg.contains("is not a JSON object") && !msg.contains("s3cr3t"),
-            "{msg}"
-        );
+        assert!(msg.contains("is not a JSON object") && !msg.contains("s3cr3t"), "{msg}");
     }
 }

@@ -18,22 +18,13 @@ pub struct FileSource;
 impl FileSource {
     fn read(reference: &Reference) -> Result<Document, SourceError> {
         let path = reference.locator();
-        let io = |source| SourceError::Io {
-            reference: reference.to_string(),
-            path: path.to_owned(),
-            source,
-        };
+        let io = |source| SourceError::Io { reference: reference.to_string(), path: path.to_owned(), source };
         let file = std::fs::File::open(path).map_err(io)?;
         let mut buf = Vec::new();
-        file.take(MAX_FILE_SIZE + 1)
-            .read_to_end(&mut buf)
-            .map_err(io)?;
+        file.take(MAX_FILE_SIZE + 1).read_to_end(&mut buf).map_err(io)?;
         let bytes = SecretBytes::new(buf);
         if bytes.expose().len() as u64 > MAX_FILE_SIZE {
-            return Err(SourceError::bad_content(
-                reference,
-                format!("is larger than {MAX_FILE_SIZE} bytes"),
-            ));
+            return Err(SourceError::bad_content(reference, format!("is larger than {MAX_FILE_SIZE} bytes")));
         }
         Ok(Document::Blob(bytes))
     }

@@ -30,13 +30,7 @@ pub fn check_address(address: &str) -> Result<(), AddressError> {
                 Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
                 None => false,
             };
-            if loopback {
-                Ok(())
-            } else {
-                Err(AddressError::PlainHttp(
-                    url.host_str().unwrap_or_default().to_owned(),
-                ))
-            }
+            if loopback { Ok(()) } else { Err(AddressError::PlainHttp(url.host_str().unwrap_or_default().to_owned())) }
         }
         _ => Err(AddressError::Scheme(address.to_owned())),
     }
@@ -57,21 +51,9 @@ mod tests {
         ] {
             assert_eq!(check_address(ok), Ok(()), "{ok}");
         }
-        assert_eq!(
-            check_address("http://10.0.0.5:8200"),
-            Err(AddressError::PlainHttp("10.0.0.5".into()))
-        );
-        assert_eq!(
-            check_address("http://vault.example.com"),
-            Err(AddressError::PlainHttp("vault.example.com".into()))
-        );
-        assert!(matches!(
-            check_address("ftp://x"),
-            Err(AddressError::Scheme(_))
-        ));
-        assert!(matches!(
-            check_address("not a url"),
-            Err(AddressError::NotUrl(_))
-        ));
+        assert_eq!(check_address("http://10.0.0.5:8200"), Err(AddressError::PlainHttp("10.0.0.5".into())));
+        assert_eq!(check_address("http://vault.example.com"), Err(AddressError::PlainHttp("vault.example.com".into())));
+        assert!(matches!(check_address("ftp://x"), Err(AddressError::Scheme(_))));
+        assert!(matches!(check_address("not a url"), Err(AddressError::NotUrl(_))));
     }
 }

@@ -59,9 +59,7 @@ pub struct VaultSource {
 impl std::fmt::Debug for VaultSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the client: its settings carry the token.
-        f.debug_struct("VaultSource")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
+        f.debug_struct("VaultSource").field("address", &self.address).finish_non_exhaustive()
     }
 }
 
@@ -75,16 +73,12 @@ struct Mount {
 impl VaultSource {
     /// Builds the client. Performs no request.
     pub fn new(config: &VaultConfig) -> Result<Self, SourceError> {
-        let setting = |problem: String| SourceError::Config {
-            reference: format!("Vault at {}", config.address),
-            problem,
-        };
+        let setting =
+            |problem: String| SourceError::Config { reference: format!("Vault at {}", config.address), problem };
         check_address(&config.address).map_err(|e| setting(e.to_string()))?;
         let ca_certs = match &config.ca_cert {
             Some(path) => {
-                let text = path
-                    .to_str()
-                    .ok_or_else(|| setting("the CA certificate path is not UTF-8".into()))?;
+                let text = path.to_str().ok_or_else(|| setting("the CA certificate path is not UTF-8".into()))?;
                 vec![text.to_owned()]
             }
             None => Vec::new(),
@@ -102,34 +96,23 @@ impl VaultSource {
             .build()
             .map_err(|e| setting(format!("invalid client settings: {e}")))?;
         let client = VaultClient::new(settings).map_err(|e| match e {
-            ClientError::FileReadError { path, source } => SourceError::Io {
-                reference: "VAULT_CACERT".into(),
-                path,
-                source,
-            },
+            ClientError::FileReadError { path, source } => {
+                SourceError::Io { reference: "VAULT_CACERT".into(), path, source }
+            }
             ClientError::ParseCertificateError { path, .. } => {
                 setting(format!("{path} is not a PEM certificate bundle"))
             }
             other => setting(other.to_string()),
         })?;
-        Ok(Self {
-            client,
-            address: config.address.clone(),
-        })
+        Ok(Self { client, address: config.address.clone() })
     }
 
-    async fn mount_of(
-        &self,
-        path: &str,
-        reference: &Reference,
-    ) -> Result<Option<Mount>, SourceError> {
+    async fn mount_of(&self, path: &str, reference: &Reference) -> Result<Option<Mount>, SourceError> {
         let data = match get(&self.client, format!("sys/internal/ui/mounts/{path}")).await {
             Ok(data) => data,
             // Not a mount the token may inspect, or no mount at all: read the path as it is,
             // as the Vault CLI falls back to a plain read.
-            Err(ClientError::APIError {
-                code: 403 | 404, ..
-            }) => return Ok(None),
+            Err(ClientError::APIError { code: 403 | 404, .. }) => return Ok(None),
             Err(e) => return Err(self.map_error(e, reference)),
         };
         Ok(parse_mount(&data))
@@ -138,19 +121,14 @@ impl VaultSource {
     fn map_error(&self, error: ClientError, reference: &Reference) -> SourceError {
         let reference_text = reference.to_string();
         match error {
-            ClientError::APIError {
-                code: 403 | 401,
-                errors,
-            } => SourceError::Denied {
+            ClientError::APIError { code: 403 | 401, errors } => SourceError::Denied {
                 reference: reference_text,
                 store: format!("Vault at {}", self.address),
                 detail: errors.join("; "),
             },
             ClientError::APIError { code: 404, .. }
             | ClientError::ResponseDataEmptyError
-            | ClientError::ResponseEmptyError => SourceError::NotFound {
-                reference: reference_text,
-            },
+            | ClientError::ResponseEmptyError => SourceError::NotFound { reference: reference_text },
             ClientError::APIError { code, errors } if code >= 500 => SourceError::Unreachable {
                 reference: reference_text,
                 store: format!("Vault at {}", self.address),
@@ -160,13 +138,13 @@ impl VaultSource {
                 reference: reference_text,
                 problem: format!("Vault answered HTTP {code}: {}", errors.join("; ")),
             },
-            ClientError::RestClientError {
-                source: rustify::errors::ClientError::ServerResponseError { code, .. },
-            } => SourceError::Unreachable {
-                reference: reference_text,
-                store: format!("Vault at {}", self.address),
-                source: format!("HTTP {code} without a Vault error body").into(),
-            },
+            ClientError::RestClientError { source: rustify::errors::ClientError::ServerResponseError { code, .. } } => {
+                SourceError::Unreachable {
+                    reference: reference_text,
+                    store: format!("Vault at {}", self.address),
+                    source: format!("HTTP {code} without a Vault error body").into(),
+                }
+            }
             // Response parse errors carry the body (a secret) in their fields: keep only words.
             ClientError::RestClientError {
                 source:
@@ -220,12 +198,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 fn parse_mount(data: &serde_json::Value) -> Option<Mount> {
     let path = data.get("path")?.as_str()?.to_owned();
     let kv_version = match data.get("type").and_then(|t| t.as_str()) {
-        Some("kv" | "generic") => Some(
-            match data.pointer("/options/version").and_then(|v| v.as_str()) {
-                Some("2") => 2,
-                _ => 1,
-            },
-        ),
+        Some("kv" | "generic") => Some(match data.pointer("/options/version").and_then(|v| v.as_str()) {
+            Some("2") => 2,
+            _ => 1,
+        }),
         _ => None,
     };
     Some(Mount { path, kv_version })
@@ -263,35 +239,22 @@ impl SecretSource for VaultSource {
         let path = reference.locator().trim_matches('/');
         let mount = self.mount_of(path, reference).await?;
         let data = match mount {
-            Some(Mount {
-                path: mount,
-                kv_version: Some(2),
-            }) => {
+            Some(Mount { path: mount, kv_version: Some(2) }) => {
                 let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
                 if rest.is_empty() {
                     return Err(SourceError::Config {
                         reference: reference.to_string(),
-                        problem: format!(
-                            "names the KV mount \"{mount}\" itself, not a secret in it"
-                        ),
+                        problem: format!("names the KV mount \"{mount}\" itself, not a secret in it"),
                     });
                 }
-                vaultrs::kv2::read::<serde_json::Value>(
-                    &self.client,
-                    mount.trim_end_matches('/'),
-                    rest,
-                )
-                .await
+                vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest).await
             }
             _ => get(&self.client, path.to_owned()).await,
         }
         .map_err(|e| self.map_error(e, reference))?;
         match data {
             serde_json::Value::Object(map) => Ok(Document::Fields(Fields::from_json_object(map))),
-            _ => Err(SourceError::bad_content(
-                reference,
-                "Vault's answer holds no fields",
-            )),
+            _ => Err(SourceError::bad_content(reference, "Vault's answer holds no fields")),
         }
     }
 }
@@ -303,29 +266,11 @@ mod tests {
     #[test]
     fn mount_discovery_reads_kv_versions() {
         let v2 = serde_json::json!({"path":"secret/","type":"kv","options":{"version":"2"}});
-        assert_eq!(
-            parse_mount(&v2),
-            Some(Mount {
-                path: "secret/".into(),
-                kv_version: Some(2)
-            })
-        );
+        assert_eq!(parse_mount(&v2), Some(Mount { path: "secret/".into(), kv_version: Some(2) }));
         let v1 = serde_json::json!({"path":"kv/","type":"kv","options":null});
-        assert_eq!(
-            parse_mount(&v1),
-            Some(Mount {
-                path: "kv/".into(),
-                kv_version: Some(1)
-            })
-        );
+        assert_eq!(parse_mount(&v1), Some(Mount { path: "kv/".into(), kv_version: Some(1) }));
         let db = serde_json::json!({"path":"database/","type":"database"});
-        assert_eq!(
-            parse_mount(&db),
-            Some(Mount {
-                path: "database/".into(),
-                kv_version: None
-            })
-        );
+        assert_eq!(parse_mount(&db), Some(Mount { path: "database/".into(), kv_version: None }));
     }
 
     #[test]

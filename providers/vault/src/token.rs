@@ -87,10 +87,7 @@ mod tests {
         let env = |n: &str| (n == "BAO_TOKEN").then(|| "from-bao".to_owned());
 
         let (t, o) = resolve_token(Some(&file), env, Some(&dir)).unwrap();
-        assert_eq!(
-            (t.expose(), o),
-            ("from-file", TokenOrigin::File(file.clone()))
-        );
+        assert_eq!((t.expose(), o), ("from-file", TokenOrigin::File(file.clone())));
         let (t, o) = resolve_token(None, env, Some(&dir)).unwrap();
         assert_eq!((t.expose(), o), ("from-bao", TokenOrigin::Env("BAO_TOKEN")));
         let (t, _) = resolve_token(None, |_| None, Some(&dir)).unwrap();

@@ -1,0 +1,644 @@
+//! The oracle: for each certificate case, a real PostgreSQL serves the certificate and both
+//! `psql` (libpq, `sslmode=verify-full`) and `launcher check` run under the same environment.
+//! Any disagreement on the verdict fails the test, and so does a libpq TLS refusal whose
+//! words the launcher does not repeat. The table is printed either way.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, CrlNumber, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
+};
+use openssl::x509::{X509, X509Builder, X509CrlBuilder, X509NameBuilder, X509RevokedBuilder};
+
+use crate::support::{self, Pg, Run, canary, launcher, pg::psql, services, unique};
+
+/// A key and its certificate.
+#[derive(Clone)]
+struct Issued {
+    cert: X509,
+    key: PKey<Private>,
+}
+
+fn ec_key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+fn rsa_key(bits: u32) -> PKey<Private> {
+    PKey::from_rsa(Rsa::generate(bits).unwrap()).unwrap()
+}
+
+/// What a certificate says. Defaults: v3, valid from yesterday for 30 days, no extensions.
+#[derive(Clone, Default)]
+struct Spec {
+    cn: Option<&'static str>,
+    dns: Vec<&'static str>,
+    ips: Vec<&'static str>,
+    ca: Option<bool>,
+    pathlen: Option<u32>,
+    key_usage: Option<KeyUsageSpec>,
+    eku_server: Option<bool>,
+    /// Days relative to now.
+    not_before: Option<i64>,
+    not_after: Option<i64>,
+    v1: bool,
+    name_constraint: Option<&'static str>,
+    rsa: Option<u32>,
+}
+
+#[derive(Clone, Copy)]
+enum KeyUsageSpec {
+    CaUsages,
+    DigitalSignature,
+    KeyCertSignOnly,
+}
+
+fn serial() -> Asn1Integer {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(100);
+    BigNum::from_u32(N.fetch_add(1, Ordering::Relaxed)).unwrap().to_asn1_integer().unwrap()
+}
+
+fn days(d: i64) -> Asn1Time {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = i64::try_from(now).unwrap();
+    Asn1Time::from_unix(now + d * 86_400).unwrap()
+}
+
+/// Issues `spec`, signed by `issuer` or self-signed.
+#[allow(clippy::too_many_lines, reason = "one certificate, one extension after another")]
+fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
+    let key = spec.rsa.map_or_else(ec_key, rsa_key);
+    let mut name = X509NameBuilder::new().unwrap();
+    if let Some(cn) = spec.cn {
+        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+    } else {
+        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "launcher oracle").unwrap();
+    }
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(if spec.v1 { 0 } else { 2 }).unwrap();
+    b.set_serial_number(&serial()).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer.map_or(&name, |i| i.cert.subject_name())).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&days(spec.not_before.unwrap_or(-1))).unwrap();
+    b.set_not_after(&days(spec.not_after.unwrap_or(30))).unwrap();
+    if !spec.v1 {
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None)).unwrap();
+        b.append_extension(ski).unwrap();
+        if let Some(ca) = spec.ca {
+            let mut bc = BasicConstraints::new();
+            bc.critical();
+            if ca {
+                bc.ca();
+            }
+            if let Some(p) = spec.pathlen {
+                bc.pathlen(p);
+            }
+            b.append_extension(bc.build().unwrap()).unwrap();
+        }
+        match spec.key_usage {
+            Some(KeyUsageSpec::CaUsages) => {
+                b.append_extension(
+                    KeyUsage::new().critical().key_cert_sign().crl_sign().digital_signature().build().unwrap(),
+                )
+                .unwrap();
+            }
+            Some(KeyUsageSpec::DigitalSignature) => {
+                b.append_extension(KeyUsage::new().critical().digital_signature().build().unwrap()).unwrap();
+            }
+            Some(KeyUsageSpec::KeyCertSignOnly) => {
+                b.append_extension(KeyUsage::new().critical().key_cert_sign().build().unwrap()).unwrap();
+            }
+            None => {}
+        }
+        match spec.eku_server {
+            Some(true) => b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap()).unwrap(),
+            Some(false) => b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap()).unwrap(),
+            None => {}
+        }
+        if !spec.dns.is_empty() || !spec.ips.is_empty() {
+            let mut san = SubjectAlternativeName::new();
+            for d in &spec.dns {
+                san.dns(d);
+            }
+            for ip in &spec.ips {
+                san.ip(ip);
+            }
+            let ctx = b.x509v3_context(issuer.map(|i| i.cert.as_ref()), None);
+            let ext = san.build(&ctx).unwrap();
+            b.append_extension(ext).unwrap();
+        }
+        if let Some(nc) = spec.name_constraint {
+            #[allow(deprecated, reason = "the only way the openssl crate builds nameConstraints")]
+            let ext = openssl::x509::X509Extension::new_nid(None, None, Nid::NAME_CONSTRAINTS, nc).unwrap();
+            b.append_extension(ext).unwrap();
+        }
+    }
+    let signer = issuer.map_or(&key, |i| &i.key);
+    b.sign(signer, MessageDigest::sha256()).unwrap();
+    Issued { cert: b.build(), key }
+}
+
+fn ca(cn: &'static str) -> Issued {
+    issue(&Spec { cn: Some(cn), ca: Some(true), key_usage: Some(KeyUsageSpec::CaUsages), ..Spec::default() }, None)
+}
+
+fn leaf(issuer: &Issued, spec: &Spec) -> Issued {
+    issue(spec, Some(issuer))
+}
+
+fn localhost() -> Spec {
+    Spec { cn: Some("localhost"), dns: vec!["localhost"], ..Spec::default() }
+}
+
+/// A CRL by `issuer` revoking `revoked`, valid for `next_update` days.
+fn crl(issuer: &Issued, revoked: &[&X509], next_update: i64) -> Vec<u8> {
+    let mut b = X509CrlBuilder::new().unwrap();
+    b.set_issuer_name(issuer.cert.subject_name()).unwrap();
+    // rust-openssl insists on an authorityKeyIdentifier; a scratch builder supplies the context.
+    let scratch = X509Builder::new().unwrap();
+    let aki =
+        AuthorityKeyIdentifier::new().keyid(true).build(&scratch.x509v3_context(Some(&issuer.cert), None)).unwrap();
+    b.append_extension(aki).unwrap();
+    b.append_extension(CrlNumber::new(BigNum::from_u32(1).unwrap()).unwrap().build().unwrap()).unwrap();
+    b.set_last_update(&days(-1)).unwrap();
+    b.set_next_update(&days(next_update)).unwrap();
+    for cert in revoked {
+        let mut r = X509RevokedBuilder::new().unwrap();
+        r.set_serial_number(cert.serial_number()).unwrap();
+        r.set_revocation_date(&days(-1)).unwrap();
+        b.add_revoked(r.build()).unwrap();
+    }
+    b.sign(&issuer.key, MessageDigest::sha256()).unwrap();
+    b.build().unwrap().to_pem().unwrap()
+}
+
+fn pem(certs: &[&X509]) -> Vec<u8> {
+    certs.iter().flat_map(|c| c.to_pem().unwrap()).collect()
+}
+
+/// The root file libpq is given.
+enum Root {
+    Certs(Vec<X509>),
+    Missing,
+    Bytes(&'static [u8]),
+    /// No PGSSLROOTCERT: `~/.postgresql/root.crt` holds these.
+    HomeDefault(Vec<X509>),
+}
+
+/// Revocation lists.
+enum Crl {
+    None,
+    File(Vec<u8>),
+    Dir(Vec<u8>),
+    /// `~/.postgresql/root.crl`.
+    HomeDefault(Vec<u8>),
+    MissingFile,
+}
+
+struct Case {
+    name: String,
+    /// What the server sends: leaf first.
+    served: Vec<X509>,
+    key: PKey<Private>,
+    root: Root,
+    crl: Crl,
+    host: String,
+    hostaddr: Option<IpAddr>,
+}
+
+impl Case {
+    fn new(name: &str, served: &Issued, chain: &[&Issued], root: Root) -> Self {
+        Self {
+            name: name.to_owned(),
+            served: std::iter::once(served.cert.clone()).chain(chain.iter().map(|c| c.cert.clone())).collect(),
+            key: served.key.clone(),
+            root,
+            crl: Crl::None,
+            host: "localhost".to_owned(),
+            hostaddr: None,
+        }
+    }
+
+    fn host(mut self, host: &str) -> Self {
+        host.clone_into(&mut self.host);
+        self
+    }
+
+    /// Connect to 127.0.0.1 while checking the certificate against `host`.
+    fn named(mut self, host: &str) -> Self {
+        host.clone_into(&mut self.host);
+        self.hostaddr = Some("127.0.0.1".parse().unwrap());
+        self
+    }
+
+    fn crl(mut self, crl: Crl) -> Self {
+        self.crl = crl;
+        self
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "the table of cases")]
+fn cases() -> Vec<Case> {
+    let root = ca("oracle root");
+    let other = ca("unrelated root");
+    let roots = |c: &[&Issued]| Root::Certs(c.iter().map(|i| i.cert.clone()).collect());
+    let mut v = Vec::new();
+
+    // Host names against SANs and the CN.
+    let plain = leaf(&root, &localhost());
+    v.push(Case::new("SAN DNS:localhost", &plain, &[], roots(&[&root])));
+    v.push(Case::new("host in other case", &plain, &[], roots(&[&root])).host("LOCALHOST"));
+    let upper = leaf(&root, &Spec { dns: vec!["LocalHost"], ..Spec::default() });
+    v.push(Case::new("SAN in other case", &upper, &[], roots(&[&root])));
+    let elsewhere = leaf(&root, &Spec { cn: Some("localhost"), dns: vec!["db.example.test"], ..Spec::default() });
+    v.push(Case::new("SAN elsewhere, CN matches (CN ignored)", &elsewhere, &[], roots(&[&root])));
+    let cn_only = leaf(&root, &Spec { cn: Some("localhost"), ..Spec::default() });
+    v.push(Case::new("CN only", &cn_only, &[], roots(&[&root])));
+    v.push(Case::new("CN only, other host", &cn_only, &[], roots(&[&root])).named("db.example.test"));
+    let ip_cn = leaf(&root, &Spec { cn: Some("127.0.0.1"), dns: vec!["db.example.test"], ..Spec::default() });
+    v.push(Case::new("IP host, DNS SAN only, CN is the IP", &ip_cn, &[], roots(&[&root])).host("127.0.0.1"));
+    let ip_san = leaf(&root, &Spec { cn: Some("localhost"), ips: vec!["127.0.0.1"], ..Spec::default() });
+    v.push(Case::new("SAN IP:127.0.0.1", &ip_san, &[], roots(&[&root])).host("127.0.0.1"));
+    v.push(Case::new("DNS host, IP SAN only, CN matches", &ip_san, &[], roots(&[&root])));
+    let ip_other = leaf(&root, &Spec { cn: Some("127.0.0.1"), ips: vec!["127.0.0.2"], ..Spec::default() });
+    v.push(Case::new("IP SAN elsewhere, CN is the IP", &ip_other, &[], roots(&[&root])).host("127.0.0.1"));
+    v.push(Case::new("IP host in inet_aton form 127.1", &ip_san, &[], roots(&[&root])).named("127.1"));
+    v.push(Case::new("IP host in hex form", &ip_san, &[], roots(&[&root])).named("0x7f.0.0.1"));
+    let v6 = leaf(&root, &Spec { ips: vec!["::1"], ..Spec::default() });
+    v.push(Case::new("SAN IP:::1", &v6, &[], roots(&[&root])).named("::1"));
+    v.push(Case::new("SAN IP:::1, host 0:0::1", &v6, &[], roots(&[&root])).named("0:0::1"));
+    let several =
+        leaf(&root, &Spec { dns: vec!["a.example.test", "b.example.test"], ips: vec!["10.0.0.1"], ..Spec::default() });
+    v.push(Case::new("three names, none match", &several, &[], roots(&[&root])));
+    v.push(Case::new("second SAN matches", &several, &[], roots(&[&root])).named("b.example.test"));
+    let wild = leaf(&root, &Spec { dns: vec!["*.example.test"], ..Spec::default() });
+    v.push(Case::new("wildcard, one label", &wild, &[], roots(&[&root])).named("db.example.test"));
+    v.push(Case::new("wildcard, two labels", &wild, &[], roots(&[&root])).named("a.b.example.test"));
+    v.push(Case::new("wildcard, bare domain", &wild, &[], roots(&[&root])).named("example.test"));
+    let partial = leaf(&root, &Spec { dns: vec!["db*.example.test"], ..Spec::default() });
+    v.push(Case::new("partial-label wildcard", &partial, &[], roots(&[&root])).named("db1.example.test"));
+    v.push(Case::new("host with trailing dot", &plain, &[], roots(&[&root])).named("localhost."));
+    let dotted = leaf(&root, &Spec { dns: vec!["localhost."], ..Spec::default() });
+    v.push(Case::new("SAN with trailing dot", &dotted, &[], roots(&[&root])));
+    let none = leaf(&root, &Spec::default());
+    v.push(Case::new("no names at all", &none, &[], roots(&[&root])));
+
+    // Chains and trust.
+    v.push(Case::new("signed by another CA", &plain, &[], roots(&[&other])));
+    v.push(Case::new("root file with several CAs", &plain, &[], roots(&[&other, &root])));
+    let article = issue(&Spec { cn: Some("localhost"), ca: Some(true), rsa: Some(2048), ..Spec::default() }, None);
+    v.push(Case::new(
+        "self-signed CA:TRUE, its own root (article)",
+        &article,
+        &[],
+        Root::Certs(vec![article.cert.clone()]),
+    ));
+    v.push(Case::new("self-signed, not in the root file", &article, &[], roots(&[&root])));
+    let self_leaf = issue(&Spec { cn: Some("localhost"), ..Spec::default() }, None);
+    v.push(Case::new(
+        "self-signed without extensions, its own root",
+        &self_leaf,
+        &[],
+        Root::Certs(vec![self_leaf.cert.clone()]),
+    ));
+    v.push(Case::new(
+        "leaf itself in the root file (not self-signed)",
+        &plain,
+        &[],
+        Root::Certs(vec![plain.cert.clone()]),
+    ));
+    let inter = leaf(
+        &root,
+        &Spec {
+            cn: Some("oracle intermediate"),
+            ca: Some(true),
+            key_usage: Some(KeyUsageSpec::CaUsages),
+            ..Spec::default()
+        },
+    );
+    let via = leaf(&inter, &localhost());
+    v.push(Case::new("intermediate sent by the server", &via, &[&inter], roots(&[&root])));
+    v.push(Case::new("intermediate missing", &via, &[], roots(&[&root])));
+    v.push(Case::new("intermediate in the root file", &via, &[], roots(&[&root, &inter])));
+    v.push(Case::new("only the intermediate in the root file", &via, &[&inter], roots(&[&inter])));
+    let not_ca = leaf(&root, &Spec { cn: Some("not a CA"), ca: Some(false), ..Spec::default() });
+    let via_not_ca = leaf(&not_ca, &localhost());
+    v.push(Case::new("issuer with CA:FALSE", &via_not_ca, &[&not_ca], roots(&[&root])));
+    let no_bc = leaf(&root, &Spec { cn: Some("no basicConstraints"), ..Spec::default() });
+    let via_no_bc = leaf(&no_bc, &localhost());
+    v.push(Case::new("issuer without basicConstraints", &via_no_bc, &[&no_bc], roots(&[&root])));
+    let short = issue(&Spec { cn: Some("pathlen 0 root"), ca: Some(true), pathlen: Some(0), ..Spec::default() }, None);
+    let short_inter = leaf(&short, &Spec { cn: Some("under pathlen 0"), ca: Some(true), ..Spec::default() });
+    let via_short = leaf(&short_inter, &localhost());
+    v.push(Case::new("pathlen:0 exceeded", &via_short, &[&short_inter], roots(&[&short])));
+    let v1_root = issue(&Spec { cn: Some("v1 root"), v1: true, ..Spec::default() }, None);
+    let via_v1 = leaf(&v1_root, &localhost());
+    v.push(Case::new("X.509 v1 root", &via_v1, &[], roots(&[&v1_root])));
+    let v1_leaf = leaf(&root, &Spec { cn: Some("localhost"), v1: true, ..Spec::default() });
+    v.push(Case::new("X.509 v1 leaf (CN only)", &v1_leaf, &[], roots(&[&root])));
+    let ca_leaf = leaf(&root, &Spec { ca: Some(true), ..localhost() });
+    v.push(Case::new("leaf with CA:TRUE", &ca_leaf, &[], roots(&[&root])));
+    let constrained = issue(
+        &Spec {
+            cn: Some("constrained root"),
+            ca: Some(true),
+            name_constraint: Some("critical,permitted;DNS:.example.test"),
+            ..Spec::default()
+        },
+        None,
+    );
+    let outside = leaf(&constrained, &localhost());
+    v.push(Case::new("name constraints violated", &outside, &[], roots(&[&constrained])));
+    let inside = leaf(&constrained, &Spec { dns: vec!["db.example.test"], ..Spec::default() });
+    v.push(Case::new("name constraints respected", &inside, &[], roots(&[&constrained])).named("db.example.test"));
+    let rsa_leaf = leaf(&root, &Spec { rsa: Some(2048), ..localhost() });
+    v.push(Case::new("RSA-2048 leaf", &rsa_leaf, &[], roots(&[&root])));
+
+    // Dates.
+    let expired = leaf(&root, &Spec { not_before: Some(-10), not_after: Some(-1), ..localhost() });
+    v.push(Case::new("leaf expired", &expired, &[], roots(&[&root])));
+    let future = leaf(&root, &Spec { not_before: Some(2), not_after: Some(30), ..localhost() });
+    v.push(Case::new("leaf not yet valid", &future, &[], roots(&[&root])));
+    let old_root = issue(
+        &Spec {
+            cn: Some("expired root"),
+            ca: Some(true),
+            not_before: Some(-10),
+            not_after: Some(-1),
+            ..Spec::default()
+        },
+        None,
+    );
+    let via_old_root = leaf(&old_root, &localhost());
+    v.push(Case::new("root expired", &via_old_root, &[], roots(&[&old_root])));
+    let old_inter = leaf(
+        &root,
+        &Spec {
+            cn: Some("expired intermediate"),
+            ca: Some(true),
+            not_before: Some(-10),
+            not_after: Some(-1),
+            ..Spec::default()
+        },
+    );
+    let via_old_inter = leaf(&old_inter, &localhost());
+    v.push(Case::new("intermediate expired", &via_old_inter, &[&old_inter], roots(&[&root])));
+
+    // Key usage and extended key usage.
+    let eku_server = leaf(&root, &Spec { eku_server: Some(true), ..localhost() });
+    v.push(Case::new("EKU serverAuth", &eku_server, &[], roots(&[&root])));
+    let eku_client = leaf(&root, &Spec { eku_server: Some(false), ..localhost() });
+    v.push(Case::new("EKU clientAuth only", &eku_client, &[], roots(&[&root])));
+    let ku_sig = leaf(&root, &Spec { key_usage: Some(KeyUsageSpec::DigitalSignature), ..localhost() });
+    v.push(Case::new("KU digitalSignature", &ku_sig, &[], roots(&[&root])));
+    let ku_bad = leaf(&root, &Spec { key_usage: Some(KeyUsageSpec::KeyCertSignOnly), ..localhost() });
+    v.push(Case::new("KU keyCertSign only", &ku_bad, &[], roots(&[&root])));
+
+    // Revocation.
+    v.push(Case::new("CRL revokes the leaf", &plain, &[], roots(&[&root])).crl(Crl::File(crl(
+        &root,
+        &[&plain.cert],
+        30,
+    ))));
+    v.push(Case::new("CRL revokes another cert", &plain, &[], roots(&[&root])).crl(Crl::File(crl(
+        &root,
+        &[&rsa_leaf.cert],
+        30,
+    ))));
+    v.push(Case::new("CRL expired", &plain, &[], roots(&[&root])).crl(Crl::File(crl(&root, &[], -1))));
+    v.push(Case::new("CRL of another CA only", &plain, &[], roots(&[&root])).crl(Crl::File(crl(&other, &[], 30))));
+    v.push(
+        Case::new("CRL for the root only, leaf under an intermediate", &via, &[&inter], roots(&[&root]))
+            .crl(Crl::File(crl(&root, &[], 30))),
+    );
+    let mut both = crl(&root, &[], 30);
+    both.extend(crl(&inter, &[&via.cert], 30));
+    v.push(
+        Case::new("CRLs for root and intermediate, leaf revoked", &via, &[&inter], roots(&[&root]))
+            .crl(Crl::File(both)),
+    );
+    v.push(Case::new("CRL directory revokes the leaf", &plain, &[], roots(&[&root])).crl(Crl::Dir(crl(
+        &root,
+        &[&plain.cert],
+        30,
+    ))));
+    v.push(
+        Case::new("~/.postgresql/root.crl revokes the leaf", &plain, &[], roots(&[&root])).crl(Crl::HomeDefault(crl(
+            &root,
+            &[&plain.cert],
+            30,
+        ))),
+    );
+    v.push(Case::new("PGSSLCRL names a missing file", &plain, &[], roots(&[&root])).crl(Crl::MissingFile));
+
+    // The root file itself.
+    v.push(Case::new("root file missing", &plain, &[], Root::Missing));
+    v.push(Case::new("root file not PEM", &plain, &[], Root::Bytes(b"not a certificate\n")));
+    v.push(Case::new("root file empty", &plain, &[], Root::Bytes(b"")));
+    v.push(Case::new("~/.postgresql/root.crt by default", &plain, &[], Root::HomeDefault(vec![root.cert.clone()])));
+    v
+}
+
+/// One side's verdict.
+struct Verdict {
+    ok: bool,
+    reason: String,
+}
+
+/// The cluster the oracle swaps certificates on.
+struct Server {
+    pg: Pg,
+    tls_dir: PathBuf,
+}
+
+impl Server {
+    fn serve(&self, case: &Case) {
+        let leaf_pem = case.served[0].to_pem().unwrap();
+        let chain: Vec<&X509> = case.served.iter().collect();
+        std::fs::write(self.tls_dir.join("server.crt"), pem(&chain)).unwrap();
+        std::fs::write(self.tls_dir.join("server.key"), case.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        self.pg.sql("select pg_reload_conf()");
+        // Wait until the server presents the new certificate.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("openssl")
+                .args(["s_client", "-starttls", "postgres", "-connect", &format!("127.0.0.1:{}", self.pg.port)])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let (Some(a), Some(b)) =
+                (text.find("-----BEGIN CERTIFICATE-----"), text.find("-----END CERTIFICATE-----"))
+            {
+                let served = &text[a..b + "-----END CERTIFICATE-----".len()];
+                if served.trim() == String::from_utf8_lossy(&leaf_pem).trim() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the server did not switch certificates:\n{}",
+                case.name,
+                std::fs::read_to_string(&self.pg.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The libpq environment for one case (files written under `dir`).
+fn environment(case: &Case, dir: &Path, port: u16, user: &str, password: &str) -> Vec<(String, String)> {
+    std::fs::create_dir_all(dir.join("home/.postgresql")).unwrap();
+    let mut env = vec![
+        ("HOME".to_owned(), dir.join("home").display().to_string()),
+        ("PGHOST".to_owned(), case.host.clone()),
+        ("PGPORT".to_owned(), port.to_string()),
+        ("PGUSER".to_owned(), user.to_owned()),
+        ("PGPASSWORD".to_owned(), password.to_owned()),
+        ("PGDATABASE".to_owned(), "postgres".to_owned()),
+        ("PGSSLMODE".to_owned(), "verify-full".to_owned()),
+        ("PGCONNECT_TIMEOUT".to_owned(), "5".to_owned()),
+    ];
+    if let Some(addr) = case.hostaddr {
+        env.push(("PGHOSTADDR".into(), addr.to_string()));
+    }
+    let root = dir.join("root.crt");
+    match &case.root {
+        Root::Certs(certs) => std::fs::write(&root, pem(&certs.iter().collect::<Vec<_>>())).unwrap(),
+        Root::Bytes(b) => std::fs::write(&root, b).unwrap(),
+        Root::Missing => {}
+        Root::HomeDefault(certs) => {
+            std::fs::write(dir.join("home/.postgresql/root.crt"), pem(&certs.iter().collect::<Vec<_>>())).unwrap();
+        }
+    }
+    if !matches!(case.root, Root::HomeDefault(_)) {
+        env.push(("PGSSLROOTCERT".into(), root.display().to_string()));
+    }
+    match &case.crl {
+        Crl::None => {}
+        Crl::File(bytes) => {
+            std::fs::write(dir.join("root.crl"), bytes).unwrap();
+            env.push(("PGSSLCRL".into(), dir.join("root.crl").display().to_string()));
+        }
+        Crl::Dir(bytes) => {
+            let crl_dir = dir.join("crls");
+            std::fs::create_dir_all(&crl_dir).unwrap();
+            std::fs::write(crl_dir.join("root.crl.pem"), bytes).unwrap();
+            support::run_ok(Command::new("openssl").arg("rehash").arg(&crl_dir));
+            env.push(("PGSSLCRLDIR".into(), crl_dir.display().to_string()));
+        }
+        Crl::HomeDefault(bytes) => std::fs::write(dir.join("home/.postgresql/root.crl"), bytes).unwrap(),
+        Crl::MissingFile => env.push(("PGSSLCRL".into(), dir.join("no-such.crl").display().to_string())),
+    }
+    env
+}
+
+fn libpq_verdict(env: &[(String, String)]) -> Verdict {
+    let out = Command::new(psql())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["-XAtc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Verdict { ok: out.status.success() && stdout.trim() == "t", reason: libpq_reason(&stderr) }
+}
+
+/// The part of psql's error after "failed: " (or the whole first line).
+fn libpq_reason(stderr: &str) -> String {
+    let text = stderr.trim().replace("psql: error: ", "");
+    let first = text.lines().next().unwrap_or_default();
+    first.rsplit_once("failed: ").map_or(first, |(_, r)| r).replace("FATAL:  ", "").trim().to_owned()
+}
+
+fn launcher_verdict(env: &[(String, String)], home: &Path) -> (Verdict, Run) {
+    let run = Run::of(launcher(home).envs(env.iter().map(|(k, v)| (k, v))).arg("check"));
+    let reason = run.stderr.lines().find_map(|l| l.strip_prefix("launcher: error: ")).unwrap_or_default().to_owned();
+    (Verdict { ok: run.code == 0, reason }, run)
+}
+
+/// libpq's refusals that the launcher must repeat word for word.
+const LIBPQ_PHRASES: &[&str] = &[
+    "server certificate for",
+    "could not get server's host name from server certificate",
+    "SSL error: certificate verify failed",
+    "root certificate file",
+    "could not read root certificate file",
+    "host name must be specified",
+];
+
+#[test]
+fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
+    let s = services();
+    let dir = s.root.join("oracle");
+    let pg = Pg::start(&dir.join("pg"), &s.certs, true);
+    let server = Server { tls_dir: dir.join("pg/tls"), pg };
+    let user = unique("oracle");
+    let password = canary();
+    server.pg.create_role(&user, &password);
+
+    let cases = cases();
+    let mut table = String::new();
+    let mut problems = Vec::new();
+    let (mut accepted, mut refused) = (0, 0);
+    for (i, case) in cases.iter().enumerate() {
+        server.serve(case);
+        let case_dir = dir.join(format!("case-{i}"));
+        let env = environment(case, &case_dir, server.pg.port, &user, &password);
+        let libpq = libpq_verdict(&env);
+        let (ours, run) = launcher_verdict(&env, &case_dir.join("home"));
+        run.assert_no_leak(&password);
+        let agree = libpq.ok == ours.ok;
+        if libpq.ok {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+        let _ = writeln!(
+            table,
+            "{:>2} {:<52} libpq={:<6} launcher={:<6} {}\n     libpq: {}\n     ours:  {}",
+            i + 1,
+            case.name,
+            if libpq.ok { "ok" } else { "refuse" },
+            if ours.ok { "ok" } else { "refuse" },
+            if agree { "" } else { "<-- DISAGREE" },
+            libpq.reason,
+            ours.reason,
+        );
+        if !agree {
+            problems.push(format!("{}: libpq {} but launcher {}", case.name, libpq.ok, ours.ok));
+        } else if !libpq.ok {
+            if let Some(phrase) = LIBPQ_PHRASES.iter().find(|p| libpq.reason.contains(**p)) {
+                let libpq_line = libpq.reason.lines().next().unwrap_or_default();
+                let expected = if *phrase == "SSL error: certificate verify failed" { phrase } else { libpq_line };
+                if !ours.reason.contains(expected) {
+                    problems.push(format!("{}: libpq says {libpq_line:?}, launcher says {:?}", case.name, ours.reason));
+                }
+            }
+            if !matches!(run.code, 76 | 77 | 78 | 69) {
+                problems.push(format!("{}: unexpected exit code {}", case.name, run.code));
+            }
+        }
+    }
+    println!("{table}");
+    println!("{} cases: libpq accepted {accepted}, refused {refused}", cases.len());
+    assert!(cases.len() >= 40, "the oracle needs at least 40 cases");
+    assert!(accepted >= 10 && refused >= 10, "both directions must be covered");
+    assert!(problems.is_empty(), "launcher and libpq disagree:\n{}\n\n{table}", problems.join("\n"));
+}

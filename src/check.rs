@@ -33,10 +33,14 @@ pub struct Report {
     pub cipher: String,
     /// From `pg_stat_ssl`.
     pub bits: i32,
+    /// Whether SCRAM channel binding (SCRAM-SHA-256-PLUS, tls-server-end-point) was used.
+    pub channel_binding: bool,
     /// Whether revocation lists were loaded and checked.
     pub crl_checked: bool,
-    /// The certificates the server sent, leaf first.
+    /// The verified chain, leaf to trust anchor.
     pub certificates: Vec<CertInfo>,
+    /// Certificates close to expiry.
+    pub warnings: Vec<String>,
 }
 
 /// Proof that the check ran and passed. Only [`check`] makes one.
@@ -53,55 +57,61 @@ impl Checked {
     }
 }
 
+/// How the check runs.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// The connection time limit.
+    pub timeout: Duration,
+    /// Warn when a certificate in the chain expires within this many days.
+    pub expiry_warning_days: i64,
+}
+
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
-pub async fn check(target: &Target, root: &Path, crl: &CrlPlan, timeout: Duration) -> Result<Checked, Error> {
+pub async fn check(target: &Target, root: &Path, crl: &CrlPlan, options: &CheckOptions) -> Result<Checked, Error> {
     let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let crl_checked = chain.crl_checked();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone(), provider.clone()));
     let tls = crate::tls::client_config(verifier.clone(), provider).map_err(|e| Error::new(Exit::Software, e))?;
-    let connector = LibpqNames(tokio_postgres_rustls::MakeRustlsConnect::new(tls));
-
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&target.host)
-        .port(target.port)
-        .user(&target.user)
-        .dbname(&target.dbname)
-        .application_name("launcher")
-        .ssl_mode(SslMode::Require)
-        .channel_binding(ChannelBinding::Prefer)
-        .connect_timeout(timeout);
-    if let Some(addr) = target.hostaddr {
-        config.hostaddr(addr);
-    }
-    if let Some(password) = &target.password {
-        config.password(password.expose());
-    }
     let server = format!("{}:{}", target.host, target.port);
-    let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(connector)).await;
-    drop(config);
-    let (client, connection) = match connected {
-        Err(_) => {
+
+    // Channel binding is asked for first, so that the report can say it was used; a server (or
+    // a certificate signature algorithm) without it gets a second, ordinary attempt.
+    let mut channel_binding = target.password.is_some();
+    let mut connected = connect(target, &tls, options.timeout, channel_binding).await;
+    if channel_binding
+        && connected
+            .as_ref()
+            .is_err_and(|e| matches!(e, Failure::Postgres(e) if e.to_string().contains("channel binding")))
+    {
+        channel_binding = false;
+        connected = connect(target, &tls, options.timeout, false).await;
+    }
+    let client = match connected {
+        Ok(client) => client,
+        Err(Failure::Timeout) => {
             return Err(Error::msg(
                 Exit::Unavailable,
-                format!("connection to {server} timed out after {}s", timeout.as_secs()),
+                format!("connection to {server} timed out after {}s", options.timeout.as_secs()),
             ));
         }
-        Ok(Err(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
-        Ok(Ok(pair)) => pair,
+        Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
     };
-    let driver = tokio::spawn(connection);
     let row = client
         .query_one("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
         .await
         .map_err(|e| Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}")))?;
     drop(client);
-    let _ = driver.await;
     let ssl: bool = row.get(0);
     if !ssl {
         return Err(Error::msg(Exit::Tls, format!("{server}: pg_stat_ssl says this session is not encrypted")));
     }
+    let certificates = verifier.seen().chain;
+    let warnings = certificates
+        .iter()
+        .filter(|c| c.days_left < options.expiry_warning_days)
+        .map(|c| format!("certificate \"{}\" expires in {} days ({})", c.subject, c.days_left, c.not_after))
+        .collect();
     Ok(Checked {
         report: Report {
             server,
@@ -112,10 +122,54 @@ pub async fn check(target: &Target, root: &Path, crl: &CrlPlan, timeout: Duratio
             version: row.get::<_, Option<String>>(1).unwrap_or_default(),
             cipher: row.get::<_, Option<String>>(2).unwrap_or_default(),
             bits: row.get::<_, Option<i32>>(3).unwrap_or_default(),
+            channel_binding,
             crl_checked,
-            certificates: verifier.seen().chain,
+            certificates,
+            warnings,
         },
     })
+}
+
+enum Failure {
+    Timeout,
+    Postgres(tokio_postgres::Error),
+}
+
+/// One connection attempt; the connection task is driven in the background until the client
+/// is dropped.
+async fn connect(
+    target: &Target,
+    tls: &rustls::ClientConfig,
+    timeout: Duration,
+    channel_binding: bool,
+) -> Result<tokio_postgres::Client, Failure> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.host)
+        .port(target.port)
+        .user(&target.user)
+        .dbname(&target.dbname)
+        .application_name("launcher")
+        .ssl_mode(SslMode::Require)
+        .channel_binding(if channel_binding { ChannelBinding::Require } else { ChannelBinding::Prefer })
+        .connect_timeout(timeout);
+    if let Some(addr) = target.hostaddr {
+        config.hostaddr(addr);
+    }
+    if let Some(password) = &target.password {
+        config.password(password.expose());
+    }
+    let connector = LibpqNames(tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()));
+    let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(connector)).await;
+    drop(config);
+    match connected {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Err(e)) => Err(Failure::Postgres(e)),
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    }
 }
 
 /// Hands rustls the SNI name libpq would use (see [`crate::tls::sni_name`]).

@@ -51,6 +51,9 @@ pub enum Command {
         /// Sources and connection settings.
         #[command(flatten)]
         options: Options,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
     },
     /// Print the environment the app would get (the password redacted unless --reveal).
     #[command(args_override_self = true)]
@@ -67,6 +70,15 @@ pub enum Command {
     },
 }
 
+/// How `launcher check` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned lines for people.
+    Human,
+    /// One JSON object.
+    Json,
+}
+
 /// How `launcher env` prints variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EnvFormat {
@@ -80,7 +92,7 @@ pub enum EnvFormat {
 
 /// Options shared by every mode. Each has a `LAUNCHER_*` environment variable, removed from the
 /// app's environment.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Options {
     /// Database credentials: a reference to a secret with username/user, password and optionally
     /// host, port, dbname/database fields.
@@ -123,6 +135,16 @@ pub struct Options {
     /// Seconds to wait for the database connection; else PGCONNECT_TIMEOUT, else 10.
     #[arg(long, env = "LAUNCHER_CONNECT_TIMEOUT", value_name = "SECONDS")]
     pub connect_timeout: Option<u64>,
+
+    /// Retry while the secret store or the database is unreachable or starting up, with
+    /// jittered exponential back-off, for at most this long (e.g. 30s, 2m). Refused
+    /// certificates and failed authentication are never retried. Default: no waiting.
+    #[arg(long, env = "LAUNCHER_WAIT", value_name = "DURATION", value_parser = crate::plan::parse_duration)]
+    pub wait: Option<std::time::Duration>,
+
+    /// Warn when a certificate in the server's chain expires within this many days.
+    #[arg(long, env = "LAUNCHER_EXPIRY_WARNING", value_name = "DAYS", default_value_t = 30)]
+    pub expiry_warning: u32,
 
     /// Only warnings and errors on stderr.
     #[arg(long, short, env = "LAUNCHER_QUIET")]

@@ -19,6 +19,8 @@ pub enum Exit {
     Software,
     /// 73: a runtime file or directory could not be created safely.
     CantCreate,
+    /// 75: still unreachable when `--wait` ran out.
+    TempFail,
     /// 76: the database server's TLS certificate was refused (what libpq would refuse).
     Tls,
     /// 77: permission denied by the store, or database authentication failed.
@@ -41,6 +43,7 @@ impl Exit {
             Self::Unavailable => 69,
             Self::Software => 70,
             Self::CantCreate => 73,
+            Self::TempFail => 75,
             Self::Tls => 76,
             Self::NoPerm => 77,
             Self::Config => 78,
@@ -71,6 +74,12 @@ impl Error {
     #[must_use]
     pub fn exit(&self) -> Exit {
         self.exit
+    }
+
+    /// The same failure with another exit code.
+    #[must_use]
+    pub fn with_exit(self, exit: Exit) -> Self {
+        Self { exit, inner: self.inner }
     }
 
     /// Adds context in front of the message, keeping the exit code.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod exec;
 pub mod log;
 pub mod materialize;
+pub mod pgpass;
 pub mod plan;
 pub mod sources;
 pub mod target;
@@ -21,11 +22,12 @@ pub mod tls;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use launcher_core::{DbSecret, Document, SecretBytes, SourceError};
 
-use crate::check::{Checked, Report};
-use crate::cli::{Cli, Command, EnvFormat};
+use crate::check::{CheckOptions, Checked, Report};
+use crate::cli::{Cli, Command, EnvFormat, OutputFormat};
 use crate::env::ChildEnv;
 use crate::error::{Error, Exit, ResultExt};
 use crate::materialize::RuntimeDir;
@@ -35,7 +37,7 @@ use crate::target::Target;
 
 enum Mode {
     Launch(Vec<OsString>),
-    Check,
+    Check(OutputFormat),
     Env { format: EnvFormat, reveal: bool },
 }
 
@@ -43,7 +45,7 @@ enum Mode {
 pub fn run(cli: Cli) -> Result<(), Error> {
     let (options, mode) = match cli.command {
         None => (cli.options, Mode::Launch(cli.program)),
-        Some(Command::Check { options }) => (options, Mode::Check),
+        Some(Command::Check { options, output }) => (options, Mode::Check(output)),
         Some(Command::Env { options, format, reveal }) => (options, Mode::Env { format, reveal }),
     };
     log::set_quiet(options.quiet);
@@ -54,8 +56,46 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     runtime.block_on(launch(plan, mode))
 }
 
+/// Everything up to the exec: the target, the CA file, and the check's proof (except for `env`).
+struct Ready {
+    target: Target,
+    root: PathBuf,
+    runtime_dir: Option<RuntimeDir>,
+    checked: Option<Checked>,
+}
+
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
-    let (target, ca) = fetch(&plan).await?;
+    let ready = with_wait(&plan, || prepare(&plan, !matches!(mode, Mode::Env { .. }))).await?;
+    let child = ChildEnv::build(&plan.env, &ready.target, &ready.root);
+    child.warnings.iter().for_each(log::warn);
+    match (mode, ready.checked) {
+        (Mode::Env { format, reveal }, _) => print(&child.render(format, reveal)),
+        (Mode::Check(format), Some(checked)) => {
+            if let Some(dir) = ready.runtime_dir {
+                dir.remove();
+            }
+            checked.report().warnings.iter().for_each(log::warn);
+            match format {
+                OutputFormat::Human => print(&human_report(checked.report())),
+                OutputFormat::Json => {
+                    let json = serde_json::to_string_pretty(checked.report()).exit(Exit::Software)?;
+                    print(&format!("{json}\n"))
+                }
+            }
+        }
+        (Mode::Launch(program), Some(checked)) => {
+            checked.report().warnings.iter().for_each(log::warn);
+            log_connected(&checked);
+            drop(ready.target);
+            Err(exec::exec(&program, &child, &checked))
+        }
+        (_, None) => Err(Error::msg(Exit::Software, "the connection check did not run")),
+    }
+}
+
+/// Fetches, writes the CA file and (when `check`) checks the connection once.
+async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
+    let (target, ca) = fetch(plan).await?;
     let (runtime_dir, root) = match (&plan.ca, ca) {
         (CaPlan::Fetch(_), Some(pem)) => {
             let dir = RuntimeDir::create(&plan.env)?;
@@ -63,39 +103,53 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
             (Some(dir), root)
         }
         (CaPlan::Existing(path), _) => (None, path.clone()),
-        (CaPlan::Fetch(_), None) => {
-            return Err(Error::msg(Exit::Software, "CA bundle was not fetched"));
-        }
+        (CaPlan::Fetch(_), None) => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
     };
-    match mode {
-        Mode::Env { format, reveal } => {
-            let child = ChildEnv::build(&plan.env, &target, &root);
-            print(&child.render(format, reveal))
-        }
-        Mode::Check => {
-            let outcome = check::check(&target, &root, &plan.crl, plan.connect_timeout).await;
+    if !check {
+        return Ok(Ready { target, root, runtime_dir, checked: None });
+    }
+    let options =
+        CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
+    match check::check(&target, &root, &plan.crl, &options).await {
+        Ok(checked) => Ok(Ready { target, root, runtime_dir, checked: Some(checked) }),
+        Err(e) => {
             if let Some(dir) = runtime_dir {
                 dir.remove();
             }
-            print(&human_report(outcome?.report()))
-        }
-        Mode::Launch(program) => {
-            let checked = match check::check(&target, &root, &plan.crl, plan.connect_timeout).await {
-                Ok(c) => c,
-                Err(e) => {
-                    if let Some(dir) = runtime_dir {
-                        dir.remove();
-                    }
-                    return Err(e);
-                }
-            };
-            log_connected(&checked);
-            let child = ChildEnv::build(&plan.env, &target, &root);
-            child.warnings.iter().for_each(log::warn);
-            drop(target);
-            Err(exec::exec(&program, &child, &checked))
+            Err(e)
         }
     }
+}
+
+/// Retries `attempt` while it fails with "unreachable" and `--wait` has time left, sleeping
+/// with jittered exponential back-off (200 ms doubling to 5 s). Other failures return at once.
+async fn with_wait<T, F, Fut>(plan: &Plan, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let Some(wait) = plan.wait else { return attempt().await };
+    let deadline = std::time::Instant::now() + wait;
+    let jitter = std::collections::hash_map::RandomState::new();
+    for n in 0u32.. {
+        match attempt().await {
+            Err(e) if e.exit() == Exit::Unavailable => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(e
+                        .context(format!("still unavailable after waiting {}s", wait.as_secs()))
+                        .with_exit(Exit::TempFail));
+                }
+                let full = Duration::from_millis(200u64.saturating_mul(1 << n.min(5))).min(Duration::from_secs(5));
+                let random = std::hash::BuildHasher::hash_one(&jitter, n);
+                let delay = (full / 2 + full / 2000 * u32::try_from(random % 1000).unwrap_or(0)).min(left);
+                log::info(format!("waiting {}ms: {e}", delay.as_millis()));
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Reads the credentials and the CA concurrently and combines them with the plan.
@@ -148,6 +202,11 @@ fn human_report(r: &Report) -> String {
     let _ = writeln!(out, "server:      {}{dialled}", r.server);
     let _ = writeln!(out, "database:    {} as {}", r.dbname, r.user);
     let _ = writeln!(out, "tls:         {} {} ({} bits)", r.version, r.cipher, r.bits);
+    let _ = writeln!(
+        out,
+        "scram:       channel binding {}",
+        if r.channel_binding { "used (SCRAM-SHA-256-PLUS)" } else { "not used" }
+    );
     for (i, c) in r.certificates.iter().enumerate() {
         let label = if i == 0 { "certificate:" } else { "chain:      " };
         let _ = writeln!(out, "{label} {}", c.subject);
@@ -159,6 +218,9 @@ fn human_report(r: &Report) -> String {
     }
     let _ =
         writeln!(out, "revocation:  {}", if r.crl_checked { "checked against the CRL" } else { "no CRL configured" });
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning:     {w}");
+    }
     let _ = writeln!(out, "verdict:     ok: libpq with sslmode=verify-full would connect");
     out
 }

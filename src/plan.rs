@@ -117,6 +117,10 @@ pub struct Plan {
     pub vault: Option<VaultPlan>,
     /// The database connection time limit.
     pub connect_timeout: Duration,
+    /// `--wait`: how long to keep retrying an unreachable store or database.
+    pub wait: Option<Duration>,
+    /// `--expiry-warning` in days.
+    pub expiry_warning_days: u32,
     /// The inherited environment.
     pub env: ParentEnv,
 }
@@ -202,17 +206,46 @@ impl Plan {
             hostaddr,
             vault,
             connect_timeout: Duration::from_secs(connect_timeout),
+            wait: options.wait,
+            expiry_warning_days: options.expiry_warning,
             env,
         })
     }
 }
 
+/// `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("\"{text}\" is not a duration like 30s, 2m or 500ms"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("\"{text}\": unknown unit \"{unit}\" (use ms, s, m or h)")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("\"{text}\" is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     fn opts() -> Options {
-        Options::default()
+        crate::cli::Cli::parse_from(["launcher", "--", "true"]).options
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! inherited `PG*` variable > libpq's default.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use launcher_core::{DbSecret, SecretString};
 
@@ -83,7 +84,14 @@ impl Target {
             .or(secret.dbname)
             .or_else(|| env.get("PGDATABASE").map(str::to_owned))
             .unwrap_or_else(|| user.clone());
-        let password = secret.password.or_else(|| env.get("PGPASSWORD").map(|p| SecretString::new(p.to_owned())));
+        let password =
+            secret.password.or_else(|| env.get("PGPASSWORD").map(|p| SecretString::new(p.to_owned()))).or_else(|| {
+                let file = env
+                    .get("PGPASSFILE")
+                    .map(PathBuf::from)
+                    .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")))?;
+                crate::pgpass::lookup(&file, &host, port, &dbname, &user)
+            });
         Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source })
     }
 }

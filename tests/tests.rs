@@ -6,5 +6,6 @@
 
 mod support;
 
+mod check;
 mod flow;
 mod oracle;

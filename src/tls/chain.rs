@@ -17,6 +17,8 @@ use openssl::x509::store::{X509Lookup, X509StoreRef};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509PurposeId, X509StoreContext};
 
+use super::info::{CertInfo, cert_info};
+
 /// Why the chain was refused, in libpq's and OpenSSL's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
@@ -110,8 +112,9 @@ impl Chain {
         self.context.cert_store()
     }
 
-    /// `X509_verify_cert` on the chain the server sent (leaf first).
-    pub fn verify(&self, leaf_der: &[u8], intermediates: &[&[u8]]) -> Result<(), ChainError> {
+    /// `X509_verify_cert` on the chain the server sent (leaf first). On success, the chain
+    /// OpenSSL built, leaf to trust anchor.
+    pub fn verify(&self, leaf_der: &[u8], intermediates: &[&[u8]]) -> Result<Vec<CertInfo>, ChainError> {
         let leaf = X509::from_der(leaf_der).map_err(|_| ChainError::Unparsable)?;
         let mut untrusted = Stack::new().map_err(|e| ChainError::Internal(e.to_string()))?;
         for der in intermediates {
@@ -126,12 +129,14 @@ impl Chain {
                     .current_cert()
                     .map(|cert| format!(", {}", super::info::name_line(cert.subject_name())))
                     .unwrap_or_default();
-                Ok((ok, c.error(), c.error_depth(), subject))
+                let built: Vec<CertInfo> =
+                    c.chain().map(|chain| chain.iter().map(cert_info).collect()).unwrap_or_default();
+                Ok((ok, c.error(), c.error_depth(), subject, built))
             })
             .map_err(|e| ChainError::Internal(e.to_string()))?;
         match outcome {
-            (true, _, _, _) => Ok(()),
-            (false, error, depth, subject) => {
+            (true, _, _, _, built) => Ok(built),
+            (false, error, depth, subject, _) => {
                 Err(ChainError::Refused { reason: error.error_string().to_owned(), depth, subject })
             }
         }

@@ -34,7 +34,8 @@ pub enum Refusal {
 /// What the verifier saw: the server's chain, for the report, and a refusal if any.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
-    /// The server certificate and the others it sent, leaf first.
+    /// The certificates: as the server sent them while unverified, then the chain OpenSSL
+    /// built, leaf to trust anchor.
     pub chain: Vec<CertInfo>,
     /// Set when the verifier said no.
     pub refusal: Option<Refusal>,
@@ -71,8 +72,10 @@ impl LibpqVerifier {
                 .collect();
         }
         let others: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
-        self.chain.verify(end_entity, &others)?;
-        hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))
+        let built = self.chain.verify(end_entity, &others)?;
+        hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))?;
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).chain = built;
+        Ok(())
     }
 }
 

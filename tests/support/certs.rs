@@ -33,7 +33,7 @@ pub fn self_signed_ca(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     run_ok(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "365"])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -63,7 +63,7 @@ pub fn issue(dir: &Path, name: &str, ca: &(PathBuf, PathBuf), subject: &str, ext
     );
     run_ok(
         Command::new("openssl")
-            .args(["x509", "-req", "-days", "30", "-set_serial", &serial()])
+            .args(["x509", "-req", "-days", "365", "-set_serial", &serial()])
             .arg("-in")
             .arg(&csr)
             .arg("-CA")

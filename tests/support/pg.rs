@@ -88,6 +88,12 @@ impl Pg {
     }
 
     pub fn start_with(dir: &Path, cert: &Path, key: &Path, tls: bool) -> Self {
+        Self::start_on(dir, cert, key, tls, free_port_pair(), None)
+    }
+
+    /// As [`Pg::start_with`], on a given port, running `init_sql` in single-user mode before the
+    /// server accepts any connection (e.g. roles a waiting client will log in as).
+    pub fn start_on(dir: &Path, cert: &Path, key: &Path, tls: bool, port: u16, init_sql: Option<&str>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
         let data = dir.join("data");
@@ -105,7 +111,6 @@ impl Pg {
         std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
         give(&server_cert);
         give(&server_key);
-        let port = free_port_pair();
         let mut conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1, 127.0.0.2'\nunix_socket_directories = '{}'\n\
              password_encryption = 'scram-sha-256'\nfsync = off\nmax_connections = 200\n",
@@ -127,6 +132,18 @@ impl Pg {
         existing += &conf;
         std::fs::write(data.join("postgresql.conf"), existing).unwrap();
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        if let Some(sql) = init_sql {
+            use std::io::Write;
+            let mut single = as_server_user(
+                Command::new(bindir().join("postgres")).args(["--single", "-j", "-D"]).arg(&data).arg("postgres"),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+            single.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+            assert!(single.wait().unwrap().success(), "single-user init SQL failed");
+        }
         let log = dir.join("server.log");
         let log_file = std::fs::File::create(&log).unwrap();
         give(&log);

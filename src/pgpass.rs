@@ -1,0 +1,91 @@
+//! libpq's password file (`PGPASSFILE`, else `~/.pgpass`), read as libpq reads it, so that
+//! `launcher check` connects exactly when psql would. Only used when no password came from a
+//! secret or `PGPASSWORD`.
+//!
+//! Format: `hostname:port:database:username:password`; `*` matches anything; `\` escapes `:`
+//! and `\`; `#` starts a comment line. A file readable by group or others is ignored, with a
+//! warning, as libpq does.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use launcher_core::SecretString;
+
+/// The password for this connection, if the file has one.
+#[must_use]
+pub fn lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &str) -> Option<SecretString> {
+    let meta = std::fs::metadata(file).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        crate::log::warn(format!(
+            "password file \"{}\" has group or world access; permissions should be u=rw (0600) or less",
+            file.display()
+        ));
+        return None;
+    }
+    let text = SecretString::new(std::fs::read_to_string(file).ok()?);
+    let port = port.to_string();
+    text.expose().lines().filter(|l| !l.is_empty() && !l.starts_with('#')).find_map(|line| {
+        let rest = matches(line, host)?;
+        let rest = matches(rest, &port)?;
+        let rest = matches(rest, dbname)?;
+        let rest = matches(rest, user)?;
+        Some(SecretString::new(unescape(rest)))
+    })
+}
+
+/// `pwdfMatchesString`: if `line` starts with a field matching `value` (or `*`), the rest.
+fn matches<'a>(line: &'a str, value: &str) -> Option<&'a str> {
+    if let Some(rest) = line.strip_prefix("*:") {
+        return Some(rest);
+    }
+    let mut chars = line.char_indices();
+    let mut want = value.chars();
+    while let Some((i, c)) = chars.next() {
+        let c = match c {
+            ':' => return want.next().is_none().then(|| &line[i + 1..]),
+            '\\' => chars.next()?.1,
+            c => c,
+        };
+        if want.next() != Some(c) {
+            return None;
+        }
+    }
+    None
+}
+
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            ':' => break,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_like_libpq() {
+        let dir = std::env::temp_dir().join(format!("launcher-pgpass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pgpass");
+        std::fs::write(&file, "# comment\nother:5432:*:app:wrong\ndb\\:x:*:*:app:p\\:w\\\\d\nlocalhost:*:*:*:star\n")
+            .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(lookup(&file, "db:x", 5432, "prod", "app").unwrap().expose(), "p:w\\d");
+        assert_eq!(lookup(&file, "localhost", 1, "d", "u").unwrap().expose(), "star");
+        assert!(lookup(&file, "nope", 5432, "prod", "app").is_none());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(lookup(&file, "localhost", 1, "d", "u").is_none(), "group/world readable files are ignored");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

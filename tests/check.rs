@@ -1,0 +1,109 @@
+//! `launcher check` as a user points it at an existing set-up: libpq's own environment only,
+//! the report (human and JSON), expiry warnings, channel binding, `.pgpass`, and `--wait`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Pg, Run, canary, launcher, services, unique};
+
+/// A role, and the libpq environment that reaches the shared server as it.
+fn libpq_env(home: &Path) -> (Command, String, String) {
+    let s = services();
+    let role = unique("chk");
+    let password = canary();
+    s.pg.create_role(&role, &password);
+    let mut cmd = launcher(home);
+    cmd.env("PGHOST", "localhost")
+        .env("PGPORT", s.pg.port.to_string())
+        .env("PGUSER", &role)
+        .env("PGDATABASE", "postgres")
+        .env("PGSSLROOTCERT", &s.certs.ca);
+    (cmd, role, password)
+}
+
+#[test]
+fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
+    let home = support::home(&unique("chk-home"));
+    let (mut cmd, role, password) = libpq_env(&home);
+    let run = Run::of(cmd.env("PGPASSWORD", &password).env("PGSSLMODE", "require").args(["check", "--output", "json"]));
+    run.assert_ok().assert_no_leak(&password);
+    assert!(run.stderr.contains("overriding inherited PGSSLMODE=require with verify-full"), "{run}");
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(r["server"], format!("localhost:{}", services().pg.port));
+    assert_eq!(r["user"], role.as_str());
+    assert_eq!((r["ssl"].as_bool(), r["version"].as_str()), (Some(true), Some("TLSv1.3")));
+    assert_eq!(r["channel_binding"], true, "SCRAM-SHA-256-PLUS over TLS: {run}");
+    let chain = r["certificates"].as_array().unwrap();
+    assert_eq!(chain.len(), 2, "leaf and trust anchor: {run}");
+    assert_eq!(chain[0]["subject"], "CN=localhost");
+    assert_eq!(chain[0]["sans"], serde_json::json!(["DNS:localhost", "IP:127.0.0.1"]));
+    assert_eq!(chain[1]["subject"], "CN=launcher test CA");
+    assert!(chain[0]["days_left"].as_i64().unwrap() > 300);
+    assert_eq!(r["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn expiry_warning_names_each_certificate_close_to_expiry() {
+    let home = support::home(&unique("chk-home"));
+    let (mut cmd, _, password) = libpq_env(&home);
+    let run = Run::of(cmd.env("PGPASSWORD", &password).args(["check", "--expiry-warning", "400"]));
+    run.assert_ok();
+    for subject in ["CN=localhost", "CN=launcher test CA"] {
+        assert!(run.stderr.contains(&format!("warning: certificate \"{subject}\" expires in 36")), "{run}");
+        assert!(run.stdout.contains(&format!("warning:     certificate \"{subject}\" expires in 36")), "{run}");
+    }
+}
+
+#[test]
+fn password_comes_from_pgpass_like_libpq() {
+    let home = support::home(&unique("chk-home"));
+    let (mut cmd, role, password) = libpq_env(&home);
+    let pgpass = home.join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("localhost:*:postgres:{role}:{}\n", password.replace('\\', "\\\\").replace(':', "\\:")),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Run::of(cmd.arg("check")).assert_ok().assert_no_leak(&password);
+
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (mut cmd, _, _) = libpq_env(&home);
+    let run = Run::of(cmd.env("PGUSER", &role).arg("check"));
+    run.assert_fails(77, "has group or world access").assert_no_leak(&password);
+}
+
+#[test]
+fn wait_retries_until_the_server_is_up_and_gives_up_with_75() {
+    let s = services();
+    let home = support::home(&unique("chk-home"));
+    let (mut cmd, role, password) = libpq_env(&home);
+    let port = support::free_port_pair();
+    cmd.env("PGPASSWORD", &password).env("PGPORT", port.to_string()).args(["check", "--wait", "60s"]);
+    let started = Instant::now();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let create = format!("CREATE ROLE {role} LOGIN PASSWORD '{}';", password.replace('\'', "''"));
+    let dir = s.root.join(unique("pg-late"));
+    let _late = Pg::start_on(&dir, &s.certs.server_cert, &s.certs.server_key, true, port, Some(&create));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("waiting "), "it should have waited: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let closed = support::free_port_pair();
+    let (mut cmd, _, password) = libpq_env(&home);
+    let run =
+        Run::of(cmd.env("PGPASSWORD", &password).env("PGPORT", closed.to_string()).args(["check", "--wait", "1s"]));
+    run.assert_fails(75, "still unavailable after waiting 1s");
+
+    // Authentication failures are final: no waiting.
+    let (mut cmd, _, _) = libpq_env(&home);
+    let started = Instant::now();
+    let run = Run::of(cmd.env("PGPASSWORD", "wrong").args(["check", "--wait", "30s"]));
+    run.assert_fails(77, "password authentication failed");
+    assert!(started.elapsed() < Duration::from_secs(10), "{run}");
+}

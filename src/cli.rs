@@ -146,6 +146,11 @@ pub struct Options {
     #[arg(long, env = "LAUNCHER_EXPIRY_WARNING", value_name = "DAYS", default_value_t = 30)]
     pub expiry_warning: u32,
 
+    /// Pass this inherited variable to the app even though the launcher would remove it
+    /// (VAULT_TOKEN, BAO_TOKEN, static AWS keys it used, LAUNCHER_*). Repeatable.
+    #[arg(long, env = "LAUNCHER_KEEP_ENV", value_name = "NAME", value_delimiter = ',')]
+    pub keep_env: Vec<String>,
+
     /// Only warnings and errors on stderr.
     #[arg(long, short, env = "LAUNCHER_QUIET")]
     pub quiet: bool,

@@ -9,11 +9,8 @@ use launcher_core::SecretString;
 use serde_json::json;
 
 use crate::cli::EnvFormat;
-use crate::plan::ParentEnv;
+use crate::plan::Plan;
 use crate::target::Target;
-
-/// Variables never passed to the app: credentials for the stores the launcher read.
-const BOOTSTRAP: &[&str] = &["VAULT_TOKEN", "BAO_TOKEN"];
 
 /// A value the launcher sets.
 #[derive(Debug)]
@@ -47,7 +44,8 @@ pub struct ChildEnv {
 impl ChildEnv {
     /// Builds the environment for `target`, with the CA at `root`.
     #[must_use]
-    pub fn build(parent: &ParentEnv, target: &Target, root: &Path) -> Self {
+    pub fn build(plan: &Plan, target: &Target, root: &Path) -> Self {
+        let parent = &plan.env;
         let mut warnings = Vec::new();
         if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
             warnings.push(format!("overriding inherited PGSSLMODE={mode} with verify-full"));
@@ -68,7 +66,7 @@ impl ChildEnv {
         set.push(("PGSSLROOTCERT", Value::Plain(root.display().to_string())));
         let inherited = parent
             .iter()
-            .filter(|(k, _)| !removed(k) && !set.iter().any(|(name, _)| OsStr::new(name) == *k))
+            .filter(|(k, _)| !removed(plan, k) && !set.iter().any(|(name, _)| OsStr::new(name) == *k))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         Self { inherited, set, warnings }
@@ -104,16 +102,58 @@ impl ChildEnv {
     }
 }
 
-fn removed(name: &OsStr) -> bool {
+/// Whether an inherited variable is withheld from the app: the launcher's own settings and the
+/// bootstrap credentials it used, unless `--keep-env` names them.
+fn removed(plan: &Plan, name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
-    BOOTSTRAP.contains(&name) || name.starts_with("LAUNCHER_")
+    (plan.strip.contains(&name) || name.starts_with("LAUNCHER_")) && !plan.keep.iter().any(|k| k == name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::ParentEnv;
+
+    fn plan(parent: ParentEnv) -> Plan {
+        plan_with(parent, &["launcher", "--", "true"])
+    }
+
+    fn plan_with(parent: ParentEnv, args: &[&str]) -> Plan {
+        use clap::Parser;
+        let options = crate::cli::Cli::parse_from(args).options;
+        Plan::new(&options, parent, Some(Path::new("/home/u"))).unwrap()
+    }
+
+    #[test]
+    fn static_aws_keys_are_removed_only_when_used_and_keep_env_passes_them() {
+        let parent = || {
+            ParentEnv::from_pairs([
+                ("AWS_ACCESS_KEY_ID", "AKIA"),
+                ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+                ("AWS_REGION", "us-east-1"),
+                ("VAULT_TOKEN", "t"),
+            ])
+        };
+        let names =
+            |env: &ChildEnv| -> Vec<String> { env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect() };
+        let unused = ChildEnv::build(&plan(parent()), &target(), Path::new("/r"));
+        assert!(names(&unused).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()), "not used, not touched");
+        assert!(!names(&unused).contains(&"VAULT_TOKEN".to_owned()));
+        let used = plan_with(parent(), &["launcher", "--credentials", "aws-sm:db", "--", "true"]);
+        let env = ChildEnv::build(&used, &target(), Path::new("/r"));
+        assert!(!names(&env).iter().any(|n| n == "AWS_ACCESS_KEY_ID" || n == "AWS_SECRET_ACCESS_KEY"));
+        assert!(names(&env).contains(&"AWS_REGION".to_owned()));
+        let kept = plan_with(
+            parent(),
+            &["launcher", "--credentials", "aws-sm:db", "--keep-env", "AWS_ACCESS_KEY_ID,VAULT_TOKEN", "--", "true"],
+        );
+        let env = ChildEnv::build(&kept, &target(), Path::new("/r"));
+        assert!(names(&env).contains(&"AWS_ACCESS_KEY_ID".to_owned()));
+        assert!(names(&env).contains(&"VAULT_TOKEN".to_owned()));
+        assert!(!names(&env).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()));
+    }
 
     fn target() -> Target {
         Target {
@@ -137,7 +177,7 @@ mod tests {
             ("PGSSLMODE", "require"),
             ("PGHOST", "old"),
         ]);
-        let env = ChildEnv::build(&parent, &target(), Path::new("/run/x/root.crt"));
+        let env = ChildEnv::build(&plan(parent), &target(), Path::new("/run/x/root.crt"));
         let pairs: Vec<(String, String)> =
             env.pairs().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
         let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -154,7 +194,7 @@ mod tests {
 
     #[test]
     fn renders_redacted_unless_revealed() {
-        let env = ChildEnv::build(&ParentEnv::default(), &target(), Path::new("/r/root.crt"));
+        let env = ChildEnv::build(&plan(ParentEnv::default()), &target(), Path::new("/r/root.crt"));
         let shell = env.render(EnvFormat::Shell, false);
         assert!(shell.contains("export PGPASSWORD='<redacted>'\n"), "{shell}");
         assert!(env.render(EnvFormat::Shell, true).contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");

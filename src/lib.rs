@@ -66,7 +66,7 @@ struct Ready {
 
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
     let ready = with_wait(&plan, || prepare(&plan, !matches!(mode, Mode::Env { .. }))).await?;
-    let child = ChildEnv::build(&plan.env, &ready.target, &ready.root);
+    let child = ChildEnv::build(&plan, &ready.target, &ready.root);
     child.warnings.iter().for_each(log::warn);
     match (mode, ready.checked) {
         (Mode::Env { format, reveal }, _) => print(&child.render(format, reveal)),

@@ -117,6 +117,12 @@ pub struct Plan {
     pub vault: Option<VaultPlan>,
     /// The database connection time limit.
     pub connect_timeout: Duration,
+    /// Whether any reference is an AWS one.
+    pub uses_aws: bool,
+    /// Variables removed from the app's environment (besides every `LAUNCHER_*`).
+    pub strip: Vec<&'static str>,
+    /// `--keep-env`: variables passed through even though they would be removed.
+    pub keep: Vec<String>,
     /// `--wait`: how long to keep retrying an unreachable store or database.
     pub wait: Option<Duration>,
     /// `--expiry-warning` in days.
@@ -154,13 +160,22 @@ impl Plan {
             }),
             dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
         };
-        let uses_vault = credentials
-            .iter()
-            .chain(match &ca {
-                CaPlan::Fetch(r) => Some(r),
-                CaPlan::Existing(_) => None,
-            })
-            .any(|r| r.scheme() == launcher_core::Scheme::Vault);
+        let uses = |scheme| {
+            credentials
+                .iter()
+                .chain(match &ca {
+                    CaPlan::Fetch(r) => Some(r),
+                    CaPlan::Existing(_) => None,
+                })
+                .any(|r| r.scheme() == scheme)
+        };
+        let uses_vault = uses(launcher_core::Scheme::Vault);
+        let uses_aws = uses(launcher_core::Scheme::AwsSm);
+        // Bootstrap credentials the launcher used never reach the app, unless kept explicitly.
+        let mut strip: Vec<&'static str> = vec!["VAULT_TOKEN", "BAO_TOKEN"];
+        if uses_aws && env.get("AWS_ACCESS_KEY_ID").is_some() {
+            strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
+        }
         let vault = uses_vault.then(|| VaultPlan {
             address: options
                 .vault_addr
@@ -207,6 +222,9 @@ impl Plan {
             vault,
             connect_timeout: Duration::from_secs(connect_timeout),
             wait: options.wait,
+            uses_aws,
+            strip,
+            keep: options.keep_env.clone(),
             expiry_warning_days: options.expiry_warning,
             env,
         })

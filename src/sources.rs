@@ -10,6 +10,8 @@ use crate::plan::Plan;
 pub struct Sources {
     #[cfg(feature = "vault")]
     vault: Option<launcher_vault::VaultSource>,
+    #[cfg(feature = "aws")]
+    aws: Option<launcher_aws::AwsSource>,
 }
 
 impl Sources {
@@ -41,6 +43,8 @@ impl Sources {
         Ok(Self {
             #[cfg(feature = "vault")]
             vault,
+            #[cfg(feature = "aws")]
+            aws: plan.uses_aws.then(launcher_aws::AwsSource::new),
         })
     }
 
@@ -51,6 +55,15 @@ impl Sources {
             Scheme::Vault => match &self.vault {
                 Some(v) => v.fetch(reference).await,
                 None => Err(not_configured(reference)),
+            },
+            #[cfg(feature = "aws")]
+            Scheme::AwsSm => match &self.aws {
+                // The SDK's futures are large (~24 KB); keep them off the caller's stack frame.
+                Some(a) => Box::pin(a.fetch(reference)).await,
+                None => Err(SourceError::Config {
+                    reference: reference.to_string(),
+                    problem: "AWS is not configured".into(),
+                }),
             },
             #[cfg(feature = "file")]
             Scheme::File => launcher_file::FileSource.fetch(reference).await,

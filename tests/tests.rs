@@ -6,6 +6,7 @@
 
 mod support;
 
+mod aws;
 mod check;
 mod flow;
 mod oracle;

@@ -23,9 +23,7 @@ use super::info::{CertInfo, cert_info};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     /// The root file is missing (libpq checks with `stat()` first).
-    #[error(
-        "root certificate file \"{0}\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
-    )]
+    #[error("root certificate file \"{0}\" does not exist; provide it (--ca, PGSSLROOTCERT or ~/.postgresql/root.crt)")]
     RootMissing(PathBuf),
     /// The root file has no certificate or CRL OpenSSL can read.
     #[error("could not read root certificate file \"{path}\": {reason}")]

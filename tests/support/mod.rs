@@ -4,6 +4,7 @@
 //!   `postgres` OS user when the tests run as root; certificates made with the openssl CLI at
 //!   run time; `ssl = on`, `password_encryption = scram-sha-256`, only `hostssl` lines for TCP.
 //! - OpenBao in dev mode (`bao` from the repo's `.venv`, or `$LAUNCHER_TEST_BAO`, or PATH).
+//! - moto for AWS Secrets Manager (`moto_server` from the `.venv`, or `$LAUNCHER_TEST_MOTO`).
 //!
 //! Every service is started through `setpriv --pdeathsig` from a thread that lives as long as
 //! the test binary, so the kernel stops them when the binary exits, however it exits.
@@ -12,6 +13,7 @@
 
 pub mod bao;
 pub mod certs;
+pub mod moto;
 pub mod pg;
 
 use std::ffi::OsStr;
@@ -23,6 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use bao::Bao;
 pub use certs::Certs;
+pub use moto::Moto;
 pub use pg::Pg;
 
 /// Everything the tests share.
@@ -31,6 +34,7 @@ pub struct Services {
     pub certs: Certs,
     pub pg: Pg,
     pub bao: Bao,
+    pub moto: Moto,
 }
 
 static SERVICES: OnceLock<Services> = OnceLock::new();
@@ -65,10 +69,13 @@ pub fn services() -> &'static Services {
 
 fn start() -> Services {
     let root = scratch_dir("launcher-test");
+    // moto takes the longest to answer: start it first and wait for it last.
+    let moto = Moto::spawn(&root.join("moto"));
     let certs = Certs::generate(&root.join("certs"));
     let bao = Bao::start(&root.join("bao"));
     let pg = Pg::start(&root.join("pg"), &certs, true);
-    Services { root, certs, pg, bao }
+    moto.wait_ready();
+    Services { root, certs, pg, bao, moto }
 }
 
 /// A fresh directory under the temp dir, 0711 so that the `postgres` user can pass through.

@@ -11,11 +11,14 @@ pub enum Scheme {
     Vault,
     /// A local file: the locator is a path.
     File,
+    /// AWS Secrets Manager: the locator is a secret name or ARN.
+    AwsSm,
 }
 
 impl Scheme {
     /// Every scheme with its prefix, in the order they are listed to users.
-    pub const ALL: &'static [(Scheme, &'static str)] = &[(Scheme::Vault, "vault"), (Scheme::File, "file")];
+    pub const ALL: &'static [(Scheme, &'static str)] =
+        &[(Scheme::Vault, "vault"), (Scheme::File, "file"), (Scheme::AwsSm, "aws-sm")];
 
     /// The prefix users write before the colon.
     #[must_use]
@@ -137,6 +140,6 @@ mod tests {
         assert!(matches!(Reference::parse("vault:"), Err(ReferenceError::EmptyLocator(_))));
         assert!(matches!(Reference::parse("vault:secret/x#"), Err(ReferenceError::EmptyField(_))));
         let msg = Reference::parse("s3:x").unwrap_err().to_string();
-        assert!(msg.contains("vault:, file:"), "{msg}");
+        assert!(msg.contains("vault:, file:, aws-sm:"), "{msg}");
     }
 }

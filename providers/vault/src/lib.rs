@@ -124,7 +124,7 @@ impl VaultSource {
             ClientError::APIError { code: 403 | 401, errors } => SourceError::Denied {
                 reference: reference_text,
                 store: format!("Vault at {}", self.address),
-                detail: errors.join("; "),
+                detail: one_line(&errors),
             },
             ClientError::APIError { code: 404, .. }
             | ClientError::ResponseDataEmptyError
@@ -132,11 +132,11 @@ impl VaultSource {
             ClientError::APIError { code, errors } if code >= 500 => SourceError::Unreachable {
                 reference: reference_text,
                 store: format!("Vault at {}", self.address),
-                source: format!("HTTP {code}: {}", errors.join("; ")).into(),
+                source: format!("HTTP {code}: {}", one_line(&errors)).into(),
             },
             ClientError::APIError { code, errors } => SourceError::Config {
                 reference: reference_text,
-                problem: format!("Vault answered HTTP {code}: {}", errors.join("; ")),
+                problem: format!("Vault answered HTTP {code}: {}", one_line(&errors)),
             },
             ClientError::RestClientError { source: rustify::errors::ClientError::ServerResponseError { code, .. } } => {
                 SourceError::Unreachable {
@@ -166,6 +166,19 @@ impl VaultSource {
             },
         }
     }
+}
+
+/// Vault's error list on one line (its messages often hold "1 error occurred:\n\t* …").
+fn one_line(errors: &[String]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            let words: Vec<&str> = e.split_whitespace().filter(|w| *w != "*").collect();
+            let text = words.join(" ");
+            text.strip_prefix("1 error occurred: ").map(str::to_owned).unwrap_or(text)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A transport failure, flattened to text (rustify's errors are not `Sync`-friendly to keep).

@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 # Multi-stage: build with the locked dependency set, ship a small non-root image.
 # Build args:
-#   FEATURES  cargo features to build (default: every source: "vault,file")
+#   FEATURES  cargo features to build (default: every source: "vault,file,aws";
+#             "vault,file" for a smaller image without the AWS SDK)
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-ARG FEATURES=vault,file
+ARG FEATURES=vault,file,aws
 RUN apt-get update \
  && apt-get install -y --no-install-recommends pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -204,7 +204,7 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
         };
         return Error::msg(exit, format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()));
     }
-    let text = error_chain(e);
+    let text = launcher_core::error_chain(e);
     if text.contains("server does not support TLS") {
         return Error::msg(Exit::Tls, format!("{prefix}: server does not support SSL, but SSL was required"));
     }
@@ -218,19 +218,6 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
         return Error::msg(Exit::Tls, format!("{prefix}: SSL error: {text}"));
     }
     Error::msg(Exit::Unavailable, format!("{prefix}: {text}"))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let t = inner.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = inner.source();
-    }
-    parts.join(": ")
 }
 
 fn chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {

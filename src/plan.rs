@@ -189,6 +189,7 @@ impl Plan {
                 .or_else(|| env.get("VAULT_CACERT").or_else(|| env.get("BAO_CACERT")).map(PathBuf::from)),
             namespace: env.get("VAULT_NAMESPACE").or_else(|| env.get("BAO_NAMESPACE")).map(str::to_owned),
         });
+        #[cfg(feature = "vault")]
         if let Some(v) = &vault {
             launcher_vault::check_address(&v.address)
                 .map_err(|e| Error::msg(Exit::Config, format!("Vault address: {e}")))?;

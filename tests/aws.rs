@@ -69,8 +69,16 @@ fn string_port_arn_and_version_stage() {
     let rotated = serde_json::json!({"host": "localhost", "username": role, "password": wrong,
         "dbname": "postgres", "port": services().pg.port.to_string()});
     services().moto.put_string(&name, &rotated.to_string());
-    let ca = format!("aws-sm:{}", ca_secret());
+    let ca_arn =
+        services().moto.create_string(&unique("ca/arn"), &std::fs::read_to_string(&services().certs.ca).unwrap());
+    let ca = format!("aws-sm:{ca_arn}");
     let key = aws_secret_key();
+    // The default region is another one: only the ARNs' region can find these secrets.
+    let aws_launcher = |role: &str, key: &str| {
+        let mut c = aws_launcher(role, key);
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
 
     Run::of(aws_launcher(&role, &key).args(["--credentials", &format!("aws-sm:{arn}"), "--ca", &ca, "--", "true"]))
         .assert_fails(77, "password authentication failed")

@@ -272,3 +272,82 @@ fn exec_failures_use_the_shell_codes() {
     Run::of(f.launcher().arg("--").arg(&not_exec)).assert_fails(126, "permission denied").assert_no_leak(&f.password);
     Run::of(f.launcher().arg("--bogus-flag")).assert_fails(64, "--bogus-flag");
 }
+
+#[test]
+fn vault_over_tls_is_verified_against_vault_cacert() {
+    let s = services();
+    let f = Fixture::new();
+    let dir = s.root.join(unique("bao-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = support::free_port_pair();
+    let log = std::fs::File::create(dir.join("bao.log")).unwrap();
+    let _bao = support::KillOnDrop(
+        support::with_pdeathsig("KILL", support::bao::bao_binary())
+            .args(["server", "-dev", "-dev-tls", "-dev-root-token-id=root"])
+            .arg(format!("-dev-tls-cert-dir={}", dir.display()))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", &dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("https://127.0.0.1:{port}");
+    let vault_ca = dir.join("vault-ca.pem");
+    let bao = |args: &[&str]| {
+        let mut c = Command::new(support::bao::bao_binary());
+        c.env_clear()
+            .env("HOME", &dir)
+            .env("VAULT_ADDR", &addr)
+            .env("VAULT_CACERT", &vault_ca)
+            .env("VAULT_TOKEN", "root");
+        c.args(args);
+        c
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !bao(&["status"]).output().is_ok_and(|o| o.status.success()) {
+        assert!(std::time::Instant::now() < deadline, "TLS OpenBao did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let port_field = format!("port={}", s.pg.port);
+    let user_field = format!("username={}", f.role);
+    let mut put = bao(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "tls-db",
+        &user_field,
+        "host=localhost",
+        &port_field,
+        "dbname=postgres",
+        "password=-",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    std::io::Write::write_all(&mut put.stdin.take().unwrap(), f.password.as_bytes()).unwrap();
+    assert!(put.wait().unwrap().success());
+
+    let ca = format!("file:{}", s.certs.ca.display());
+    let launch = |cacert: Option<&std::path::Path>| {
+        let mut c = launcher(&f.home);
+        c.env("VAULT_ADDR", &addr).env("VAULT_TOKEN", "root").args([
+            "--credentials",
+            "vault:secret/tls-db",
+            "--ca",
+            &ca,
+        ]);
+        if let Some(p) = cacert {
+            c.env("VAULT_CACERT", p);
+        }
+        c.args(["--", "true"]);
+        Run::of(&mut c)
+    };
+    launch(Some(&vault_ca)).assert_ok().assert_no_leak(&f.password);
+    launch(Some(&s.certs.other_ca))
+        .assert_fails(69, &format!("cannot reach Vault at {addr}"))
+        .assert_fails(69, "certificate")
+        .assert_no_leak(&f.password);
+    launch(None).assert_fails(69, "certificate").assert_no_leak(&f.password);
+}

@@ -147,6 +147,16 @@ pub fn with_pdeathsig(signal: &str, program: impl AsRef<OsStr>) -> Command {
     c
 }
 
+/// A child process stopped (and reaped) when the value is dropped: for services one test starts.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The launcher binary, with an environment holding nothing but what the test gives it.
 pub fn launcher(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_launcher"));

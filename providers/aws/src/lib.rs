@@ -147,10 +147,10 @@ where
         }
         SdkError::ConstructionFailure(_) => SourceError::Config {
             reference: reference_text,
-            problem: format!("cannot build the AWS request: {}", chain(error)),
+            problem: format!("cannot build the AWS request: {}", launcher_core::error_chain(error)),
         },
         _ => {
-            let text = chain(error);
+            let text = launcher_core::error_chain(error);
             if text.contains("credentials") {
                 SourceError::Config { reference: reference_text, problem: format!("no usable AWS credentials: {text}") }
             } else {
@@ -158,20 +158,6 @@ where
             }
         }
     }
-}
-
-/// The error and its causes on one line ("dispatch failure: io error: Connection refused").
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut cur = error.source();
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -117,3 +117,19 @@ impl SourceError {
         Self::BadContent { reference: reference.to_string(), problem: problem.into() }
     }
 }
+
+/// An error and its causes on one line, each cause once ("error sending request: connection
+/// refused"): the outer layers of transport errors say little, the inner ones say what to fix.
+#[must_use]
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut cur = error.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}

@@ -15,7 +15,7 @@ mod reference;
 mod secret;
 
 pub use db::DbSecret;
-pub use error::{ErrorKind, SourceError};
+pub use error::{ErrorKind, SourceError, error_chain};
 pub use reference::{Reference, ReferenceError, Scheme};
 pub use secret::{Document, Fields, SecretBytes, SecretString};
 

@@ -157,7 +157,7 @@ impl VaultSource {
             ClientError::RestClientError { source } => SourceError::Unreachable {
                 reference: reference_text,
                 store: format!("Vault at {}", self.address),
-                source: Box::new(TransportError(error_chain(&source))),
+                source: Box::new(TransportError(launcher_core::error_chain(&source))),
             },
             other => SourceError::Unreachable {
                 reference: reference_text,
@@ -192,21 +192,6 @@ impl std::fmt::Display for TransportError {
 }
 
 impl std::error::Error for TransportError {}
-
-/// The innermost causes of a transport error ("connection refused"), which are what a user
-/// acts on; the outer layers only say "error sending request".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut cur = error.source();
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
 
 fn parse_mount(data: &serde_json::Value) -> Option<Mount> {
     let path = data.get("path")?.as_str()?.to_owned();

@@ -70,6 +70,15 @@ pub enum Command {
     },
 }
 
+/// How the password reaches the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PasswordVia {
+    /// `PGPASSWORD` (what the seed article does).
+    Env,
+    /// A 0600 `.pgpass` file in the runtime directory, named by `PGPASSFILE` (what libpq recommends).
+    Passfile,
+}
+
 /// How `launcher check` prints its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -145,6 +154,22 @@ pub struct Options {
     /// Warn when a certificate in the server's chain expires within this many days.
     #[arg(long, env = "LAUNCHER_EXPIRY_WARNING", value_name = "DAYS", default_value_t = 30)]
     pub expiry_warning: u32,
+
+    /// How the app gets the password: `env` (PGPASSWORD) or `passfile` (a 0600 .pgpass file in
+    /// the runtime directory, named by PGPASSFILE; no PGPASSWORD at all).
+    #[arg(long, env = "LAUNCHER_PASSWORD_VIA", value_enum, value_name = "HOW")]
+    pub password_via: Option<PasswordVia>,
+
+    /// Also give the app a connection URL in VAR (default DATABASE_URL):
+    /// postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=…, every part
+    /// percent-encoded. With --password-via passfile the URL carries no password.
+    #[arg(long, env = "LAUNCHER_DATABASE_URL", value_name = "VAR", num_args = 0..=1, default_missing_value = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where to create the private directory for the files libpq reads (default:
+    /// $RUNTIME_DIRECTORY, $XDG_RUNTIME_DIR, /dev/shm, the temp dir).
+    #[arg(long, env = "LAUNCHER_RUNTIME_DIR", value_name = "PATH")]
+    pub runtime_dir: Option<PathBuf>,
 
     /// Pass this inherited variable to the app even though the launcher would remove it
     /// (VAULT_TOKEN, BAO_TOKEN, static AWS keys it used, LAUNCHER_*). Repeatable.

@@ -37,6 +37,8 @@ impl Value {
 pub struct ChildEnv {
     inherited: Vec<(OsString, OsString)>,
     set: Vec<(&'static str, Value)>,
+    /// Variables whose names the user chose (`--database-url VAR`).
+    named: Vec<(String, Value)>,
     /// What was overridden and why (logged as warnings).
     pub warnings: Vec<String>,
 }
@@ -44,7 +46,7 @@ pub struct ChildEnv {
 impl ChildEnv {
     /// Builds the environment for `target`, with the CA at `root`.
     #[must_use]
-    pub fn build(plan: &Plan, target: &Target, root: &Path) -> Self {
+    pub fn build(plan: &Plan, target: &Target, root: &Path, passfile: Option<&Path>) -> Self {
         let parent = &plan.env;
         let mut warnings = Vec::new();
         if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
@@ -59,17 +61,31 @@ impl ChildEnv {
             ("PGDATABASE", Value::Plain(target.dbname.clone())),
             ("PGUSER", Value::Plain(target.user.clone())),
         ];
-        if let Some(pw) = &target.password {
-            set.push(("PGPASSWORD", Value::Secret(pw.clone())));
+        match (passfile, &target.password) {
+            (Some(file), _) => set.push(("PGPASSFILE", Value::Plain(file.display().to_string()))),
+            (None, Some(pw)) => set.push(("PGPASSWORD", Value::Secret(pw.clone()))),
+            (None, None) => {}
         }
         set.push(("PGSSLMODE", Value::Plain("verify-full".into())));
         set.push(("PGSSLROOTCERT", Value::Plain(root.display().to_string())));
+        let mut named: Vec<(String, Value)> = Vec::new();
+        if let Some(var) = &plan.database_url {
+            let password = if passfile.is_some() { None } else { target.password.as_ref() };
+            named.push((var.clone(), Value::Secret(database_url(target, root, password))));
+        }
+        // A password the app would otherwise still find in the inherited environment.
+        let withheld: &[&str] = if passfile.is_some() { &["PGPASSWORD"] } else { &[] };
         let inherited = parent
             .iter()
-            .filter(|(k, _)| !removed(plan, k) && !set.iter().any(|(name, _)| OsStr::new(name) == *k))
+            .filter(|(k, _)| {
+                !removed(plan, k)
+                    && !withheld.iter().any(|w| OsStr::new(w) == *k)
+                    && !set.iter().any(|(name, _)| OsStr::new(name) == *k)
+                    && !named.iter().any(|(name, _)| OsStr::new(name) == *k)
+            })
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self { inherited, set, warnings }
+        Self { inherited, set, named, warnings }
     }
 
     /// Every variable, for the exec.
@@ -78,26 +94,72 @@ impl ChildEnv {
             .iter()
             .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
             .chain(self.set.iter().map(|(k, v)| (OsStr::new(*k), OsStr::new(v.shown(true)))))
+            .chain(self.named.iter().map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.shown(true)))))
+    }
+
+    /// What the launcher sets, in order.
+    fn shown(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.set.iter().map(|(k, v)| (*k, v)).chain(self.named.iter().map(|(k, v)| (k.as_str(), v)))
     }
 
     /// The variables the launcher sets, in `format`.
     #[must_use]
     pub fn render(&self, format: EnvFormat, reveal: bool) -> String {
         match format {
-            EnvFormat::Shell => self.set.iter().fold(String::new(), |mut out, (k, v)| {
+            EnvFormat::Shell => self.shown().fold(String::new(), |mut out, (k, v)| {
                 let _ = writeln!(out, "export {k}='{}'", v.shown(reveal).replace('\'', r"'\''"));
                 out
             }),
-            EnvFormat::Dotenv => self.set.iter().fold(String::new(), |mut out, (k, v)| {
+            EnvFormat::Dotenv => self.shown().fold(String::new(), |mut out, (k, v)| {
                 let escaped = v.shown(reveal).replace('\\', r"\\").replace('"', "\\\"").replace('$', r"\$");
                 let _ = writeln!(out, "{k}=\"{escaped}\"");
                 out
             }),
             EnvFormat::Json => {
                 let map: serde_json::Map<String, serde_json::Value> =
-                    self.set.iter().map(|(k, v)| ((*k).to_owned(), json!(v.shown(reveal)))).collect();
+                    self.shown().map(|(k, v)| (k.to_owned(), json!(v.shown(reveal)))).collect();
                 format!("{}\n", serde_json::Value::Object(map))
             }
+        }
+    }
+}
+
+/// `postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=…[&hostaddr=…]`,
+/// every part percent-encoded (all but RFC 3986's unreserved characters), so that libpq,
+/// tokio-postgres and URL parsers all read back the same values. Written straight into a
+/// zeroizing buffer: a `url::Url` would keep the password in a `String` nobody can wipe.
+fn database_url(target: &Target, root: &Path, password: Option<&SecretString>) -> SecretString {
+    let mut url = String::from("postgresql://");
+    encode_into(&mut url, &target.user);
+    if let Some(pw) = password {
+        url.push(':');
+        encode_into(&mut url, pw.expose());
+    }
+    url.push('@');
+    if target.host.parse::<std::net::Ipv6Addr>().is_ok() {
+        url.push('[');
+        url.push_str(&target.host);
+        url.push(']');
+    } else {
+        encode_into(&mut url, &target.host);
+    }
+    let _ = write!(url, ":{}/", target.port);
+    encode_into(&mut url, &target.dbname);
+    url.push_str("?sslmode=verify-full&sslrootcert=");
+    encode_into(&mut url, &root.display().to_string());
+    if let Some(addr) = target.hostaddr {
+        url.push_str("&hostaddr=");
+        encode_into(&mut url, &addr.to_string());
+    }
+    SecretString::new(url)
+}
+
+fn encode_into(out: &mut String, value: &str) {
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
         }
     }
 }
@@ -138,18 +200,18 @@ mod tests {
         };
         let names =
             |env: &ChildEnv| -> Vec<String> { env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect() };
-        let unused = ChildEnv::build(&plan(parent()), &target(), Path::new("/r"));
+        let unused = ChildEnv::build(&plan(parent()), &target(), Path::new("/r"), None);
         assert!(names(&unused).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()), "not used, not touched");
         assert!(!names(&unused).contains(&"VAULT_TOKEN".to_owned()));
         let used = plan_with(parent(), &["launcher", "--credentials", "aws-sm:db", "--", "true"]);
-        let env = ChildEnv::build(&used, &target(), Path::new("/r"));
+        let env = ChildEnv::build(&used, &target(), Path::new("/r"), None);
         assert!(!names(&env).iter().any(|n| n == "AWS_ACCESS_KEY_ID" || n == "AWS_SECRET_ACCESS_KEY"));
         assert!(names(&env).contains(&"AWS_REGION".to_owned()));
         let kept = plan_with(
             parent(),
             &["launcher", "--credentials", "aws-sm:db", "--keep-env", "AWS_ACCESS_KEY_ID,VAULT_TOKEN", "--", "true"],
         );
-        let env = ChildEnv::build(&kept, &target(), Path::new("/r"));
+        let env = ChildEnv::build(&kept, &target(), Path::new("/r"), None);
         assert!(names(&env).contains(&"AWS_ACCESS_KEY_ID".to_owned()));
         assert!(names(&env).contains(&"VAULT_TOKEN".to_owned()));
         assert!(!names(&env).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()));
@@ -177,7 +239,7 @@ mod tests {
             ("PGSSLMODE", "require"),
             ("PGHOST", "old"),
         ]);
-        let env = ChildEnv::build(&plan(parent), &target(), Path::new("/run/x/root.crt"));
+        let env = ChildEnv::build(&plan(parent), &target(), Path::new("/run/x/root.crt"), None);
         let pairs: Vec<(String, String)> =
             env.pairs().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
         let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -193,8 +255,43 @@ mod tests {
     }
 
     #[test]
+    fn database_url_round_trips_through_a_url_parser() {
+        let mut t = target();
+        t.password = Some(SecretString::new("p@ss:w/rd?#%+ é".into()));
+        t.user = "app user".into();
+        let url = database_url(&t, Path::new("/run/a b/root.crt"), t.password.as_ref());
+        let parsed = url::Url::parse(url.expose()).unwrap();
+        let decode = |s: &str| {
+            let bytes: Vec<u8> = s.as_bytes().to_vec();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'%' {
+                    out.push(u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap(), 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(decode(parsed.password().unwrap()), "p@ss:w/rd?#%+ é");
+        assert_eq!(decode(parsed.username()), "app user");
+        assert_eq!(parsed.host_str(), Some("db.test"));
+        assert_eq!(parsed.port(), Some(5433));
+        let query: Vec<(String, String)> =
+            parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        assert_eq!(
+            query,
+            [("sslmode".into(), "verify-full".into()), ("sslrootcert".into(), "/run/a b/root.crt".into())]
+        );
+        assert!(!format!("{url:?}").contains("p%40ss"));
+    }
+
+    #[test]
     fn renders_redacted_unless_revealed() {
-        let env = ChildEnv::build(&plan(ParentEnv::default()), &target(), Path::new("/r/root.crt"));
+        let env = ChildEnv::build(&plan(ParentEnv::default()), &target(), Path::new("/r/root.crt"), None);
         let shell = env.render(EnvFormat::Shell, false);
         assert!(shell.contains("export PGPASSWORD='<redacted>'\n"), "{shell}");
         assert!(env.render(EnvFormat::Shell, true).contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");

@@ -27,7 +27,7 @@ use std::time::Duration;
 use launcher_core::{DbSecret, Document, SecretBytes, SourceError};
 
 use crate::check::{CheckOptions, Checked, Report};
-use crate::cli::{Cli, Command, EnvFormat, OutputFormat};
+use crate::cli::{Cli, Command, EnvFormat, OutputFormat, PasswordVia};
 use crate::env::ChildEnv;
 use crate::error::{Error, Exit, ResultExt};
 use crate::materialize::RuntimeDir;
@@ -61,12 +61,13 @@ struct Ready {
     target: Target,
     root: PathBuf,
     runtime_dir: Option<RuntimeDir>,
+    passfile: Option<PathBuf>,
     checked: Option<Checked>,
 }
 
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
     let ready = with_wait(&plan, || prepare(&plan, !matches!(mode, Mode::Env { .. }))).await?;
-    let child = ChildEnv::build(&plan, &ready.target, &ready.root);
+    let child = ChildEnv::build(&plan, &ready.target, &ready.root, ready.passfile.as_deref());
     child.warnings.iter().for_each(log::warn);
     match (mode, ready.checked) {
         (Mode::Env { format, reveal }, _) => print(&child.render(format, reveal)),
@@ -96,22 +97,31 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 /// Fetches, writes the CA file and (when `check`) checks the connection once.
 async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
     let (target, ca) = fetch(plan).await?;
-    let (runtime_dir, root) = match (&plan.ca, ca) {
-        (CaPlan::Fetch(_), Some(pem)) => {
-            let dir = RuntimeDir::create(&plan.env)?;
-            let root = dir.write("root.crt", pem.expose(), 0o644)?;
-            (Some(dir), root)
+    let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
+    let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed {
+        Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref())?)
+    } else {
+        None
+    };
+    let root = match (&plan.ca, ca, &runtime_dir) {
+        (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
+        (CaPlan::Existing(path), _, _) => path.clone(),
+        _ => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
+    };
+    let passfile = match (&target.password, &runtime_dir) {
+        (Some(password), Some(dir)) if passfile_needed => {
+            let line = pgpass::line(&target.host, target.port, &target.user, password);
+            Some(dir.write(".pgpass", line.expose().as_bytes(), 0o600)?)
         }
-        (CaPlan::Existing(path), _) => (None, path.clone()),
-        (CaPlan::Fetch(_), None) => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
+        _ => None,
     };
     if !check {
-        return Ok(Ready { target, root, runtime_dir, checked: None });
+        return Ok(Ready { target, root, runtime_dir, passfile, checked: None });
     }
     let options =
         CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
     match check::check(&target, &root, &plan.crl, &options).await {
-        Ok(checked) => Ok(Ready { target, root, runtime_dir, checked: Some(checked) }),
+        Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, checked: Some(checked) }),
         Err(e) => {
             if let Some(dir) = runtime_dir {
                 dir.remove();

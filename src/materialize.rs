@@ -21,13 +21,14 @@ pub struct RuntimeDir {
 }
 
 impl RuntimeDir {
-    /// Picks the base and creates our directory in it.
-    pub fn create(env: &ParentEnv) -> Result<Self, Error> {
-        let explicit = env
-            .get("RUNTIME_DIRECTORY")
-            .and_then(|v| v.split(':').next())
-            .or_else(|| env.get("XDG_RUNTIME_DIR"))
-            .map(PathBuf::from);
+    /// Picks the base (`explicit`, else the environment's) and creates our directory in it.
+    pub fn create(env: &ParentEnv, explicit: Option<&Path>) -> Result<Self, Error> {
+        let explicit = explicit.map(Path::to_path_buf).or_else(|| {
+            env.get("RUNTIME_DIRECTORY")
+                .and_then(|v| v.split(':').next())
+                .or_else(|| env.get("XDG_RUNTIME_DIR"))
+                .map(PathBuf::from)
+        });
         let base = match explicit {
             Some(base) => base,
             None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
@@ -118,7 +119,7 @@ mod tests {
         std::fs::create_dir_all(&scratch).unwrap();
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
         let env = ParentEnv::from_pairs([("RUNTIME_DIRECTORY", scratch.as_os_str())]);
-        let dir = RuntimeDir::create(&env).unwrap();
+        let dir = RuntimeDir::create(&env, None).unwrap();
         assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         let f = dir.write("root.crt", b"x", 0o644).unwrap();
         assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
@@ -126,11 +127,11 @@ mod tests {
         dir.remove();
 
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = RuntimeDir::create(&env).unwrap_err();
+        let e = RuntimeDir::create(&env, None).unwrap_err();
         assert_eq!(e.exit(), Exit::CantCreate);
         assert!(e.to_string().contains("without the sticky bit"), "{e}");
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        RuntimeDir::create(&env).unwrap().remove();
+        RuntimeDir::create(&env, None).unwrap().remove();
         std::fs::remove_dir_all(&scratch).unwrap();
     }
 }

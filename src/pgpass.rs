@@ -36,6 +36,13 @@ pub fn lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &str) -> O
     })
 }
 
+/// One `.pgpass` line for this connection (any database), each field escaped as libpq reads it.
+#[must_use]
+pub fn line(host: &str, port: u16, user: &str, password: &SecretString) -> SecretString {
+    let esc = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
+    SecretString::new(format!("{}:{port}:*:{}:{}\n", esc(host), esc(user), esc(password.expose())))
+}
+
 /// `pwdfMatchesString`: if `line` starts with a field matching `value` (or `*`), the rest.
 fn matches<'a>(line: &'a str, value: &str) -> Option<&'a str> {
     if let Some(rest) = line.strip_prefix("*:") {
@@ -72,6 +79,18 @@ fn unescape(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_lines_read_back() {
+        let dir = std::env::temp_dir().join(format!("launcher-pgpass-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pgpass");
+        let pw = SecretString::new(r"a:b\c@d".to_owned());
+        std::fs::write(&file, line("db:1", 5432, "u:x", &pw).expose()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(lookup(&file, "db:1", 5432, "anydb", "u:x").unwrap().expose(), r"a:b\c@d");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn matches_like_libpq() {

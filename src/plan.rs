@@ -117,6 +117,12 @@ pub struct Plan {
     pub vault: Option<VaultPlan>,
     /// The database connection time limit.
     pub connect_timeout: Duration,
+    /// `--password-via`.
+    pub password_via: crate::cli::PasswordVia,
+    /// `--database-url`: the variable to set, if any.
+    pub database_url: Option<String>,
+    /// `--runtime-dir`.
+    pub runtime_dir: Option<PathBuf>,
     /// Whether any reference is an AWS one.
     pub uses_aws: bool,
     /// Variables removed from the app's environment (besides every `LAUNCHER_*`).
@@ -223,6 +229,9 @@ impl Plan {
             vault,
             connect_timeout: Duration::from_secs(connect_timeout),
             wait: options.wait,
+            password_via: options.password_via.unwrap_or(crate::cli::PasswordVia::Env),
+            database_url: options.database_url.clone(),
+            runtime_dir: options.runtime_dir.clone(),
             uses_aws,
             strip,
             keep: options.keep_env.clone(),

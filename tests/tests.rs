@@ -8,5 +8,6 @@ mod support;
 
 mod aws;
 mod check;
+mod delivery;
 mod flow;
 mod oracle;

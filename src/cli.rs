@@ -79,6 +79,15 @@ pub enum PasswordVia {
     Passfile,
 }
 
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `launcher: …`
+    Human,
+    /// `{"level":"info","message":"…"}`
+    Json,
+}
+
 /// How `launcher check` prints its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -171,10 +180,24 @@ pub struct Options {
     #[arg(long, env = "LAUNCHER_RUNTIME_DIR", value_name = "PATH")]
     pub runtime_dir: Option<PathBuf>,
 
+    /// Start the app's environment from nothing but what the launcher sets, PATH, HOME, USER,
+    /// LANG, LC_*, TZ, TERM, TMPDIR, systemd's NOTIFY_SOCKET/LISTEN_*/…_DIRECTORY variables and
+    /// --keep-env names.
+    #[arg(long, env = "LAUNCHER_PRISTINE")]
+    pub pristine: bool,
+
     /// Pass this inherited variable to the app even though the launcher would remove it
     /// (VAULT_TOKEN, BAO_TOKEN, static AWS keys it used, LAUNCHER_*). Repeatable.
     #[arg(long, env = "LAUNCHER_KEEP_ENV", value_name = "NAME", value_delimiter = ',')]
     pub keep_env: Vec<String>,
+
+    /// Log lines as `human` text or one JSON object per line.
+    #[arg(long, env = "LAUNCHER_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Also log details: timings, where each value came from.
+    #[arg(long, short, env = "LAUNCHER_VERBOSE")]
+    pub verbose: bool,
 
     /// Only warnings and errors on stderr.
     #[arg(long, short, env = "LAUNCHER_QUIET")]

@@ -73,12 +73,23 @@ impl ChildEnv {
             let password = if passfile.is_some() { None } else { target.password.as_ref() };
             named.push((var.clone(), Value::Secret(database_url(target, root, password))));
         }
+        // Other inherited values the launcher replaces (PGSSLMODE and PGSSLROOTCERT were
+        // reported above, with more to say). Names only: the old value may be a password.
+        for (name, value) in set.iter().map(|(k, v)| (*k, v)).chain(named.iter().map(|(k, v)| (k.as_str(), v))) {
+            if matches!(name, "PGSSLMODE" | "PGSSLROOTCERT") {
+                continue;
+            }
+            if parent.get(name).is_some_and(|old| old != value.shown(true)) {
+                warnings.push(format!("overriding inherited {name}"));
+            }
+        }
         // A password the app would otherwise still find in the inherited environment.
         let withheld: &[&str] = if passfile.is_some() { &["PGPASSWORD"] } else { &[] };
         let inherited = parent
             .iter()
             .filter(|(k, _)| {
-                !removed(plan, k)
+                (!plan.pristine || pristine_keeps(k) || plan.keep.iter().any(|n| OsStr::new(n) == *k))
+                    && !removed(plan, k)
                     && !withheld.iter().any(|w| OsStr::new(w) == *k)
                     && !set.iter().any(|(name, _)| OsStr::new(name) == *k)
                     && !named.iter().any(|(name, _)| OsStr::new(name) == *k)
@@ -162,6 +173,37 @@ fn encode_into(out: &mut String, value: &str) {
             let _ = write!(out, "%{byte:02X}");
         }
     }
+}
+
+/// What `--pristine` passes through besides `--keep-env`: what a process needs to run at all
+/// and what service managers hand to it (systemd notify and socket activation).
+fn pristine_keeps(name: &OsStr) -> bool {
+    const KEEP: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TERM",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "NOTIFY_SOCKET",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "RUNTIME_DIRECTORY",
+        "STATE_DIRECTORY",
+        "CACHE_DIRECTORY",
+        "LOGS_DIRECTORY",
+        "CONFIGURATION_DIRECTORY",
+        "CREDENTIALS_DIRECTORY",
+        "INVOCATION_ID",
+        "JOURNAL_STREAM",
+    ];
+    name.to_str().is_some_and(|n| KEEP.contains(&n) || n.starts_with("LC_"))
 }
 
 /// Whether an inherited variable is withheld from the app: the launcher's own settings and the
@@ -251,7 +293,10 @@ mod tests {
         assert_eq!(get("PGHOST"), Some("db.test"));
         assert_eq!(get("PGPASSWORD"), Some("p'w$\"x"));
         assert_eq!(pairs.iter().filter(|(k, _)| k == "PGHOST").count(), 1);
-        assert_eq!(env.warnings, ["overriding inherited PGSSLMODE=require with verify-full"]);
+        assert_eq!(
+            env.warnings,
+            ["overriding inherited PGSSLMODE=require with verify-full", "overriding inherited PGHOST"]
+        );
     }
 
     #[test]
@@ -287,6 +332,26 @@ mod tests {
             [("sslmode".into(), "verify-full".into()), ("sslrootcert".into(), "/run/a b/root.crt".into())]
         );
         assert!(!format!("{url:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn pristine_keeps_only_the_basics_and_what_is_kept() {
+        let parent = ParentEnv::from_pairs([
+            ("PATH", "/bin"),
+            ("LC_ALL", "C"),
+            ("NOTIFY_SOCKET", "/run/n"),
+            ("SECRET_API_KEY", "x"),
+            ("APP_MODE", "prod"),
+            ("PGHOST", "old.example"),
+        ]);
+        let p = plan_with(parent, &["launcher", "--pristine", "--keep-env", "APP_MODE", "--", "true"]);
+        let env = ChildEnv::build(&p, &target(), Path::new("/r"), None);
+        let names: Vec<String> = env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        for kept in ["PATH", "LC_ALL", "NOTIFY_SOCKET", "APP_MODE", "PGHOST", "PGSSLMODE"] {
+            assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
+        }
+        assert!(!names.contains(&"SECRET_API_KEY".to_owned()));
+        assert_eq!(env.warnings, ["overriding inherited PGHOST"]);
     }
 
     #[test]

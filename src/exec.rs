@@ -16,6 +16,7 @@ pub fn exec(program: &[OsString], env: &ChildEnv, _checked: &Checked) -> Error {
     let Some((name, args)) = program.split_first() else {
         return Error::msg(Exit::Usage, "no program given after --");
     };
+    crate::harden::restore_for_exec();
     let error = Command::new(name).args(args).env_clear().envs(env.pairs()).exec();
     let shown = name.to_string_lossy();
     match error.kind() {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod env;
 pub mod error;
 pub mod exec;
+pub mod harden;
 pub mod log;
 pub mod materialize;
 pub mod pgpass;
@@ -48,7 +49,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Check { options, output }) => (options, Mode::Check(output)),
         Some(Command::Env { options, format, reveal }) => (options, Mode::Env { format, reveal }),
     };
-    log::set_quiet(options.quiet);
+    log::configure(options.quiet, options.verbose, options.log_format == Some(cli::LogFormat::Json));
+    harden::apply();
     let env = ParentEnv::from_process();
     let home = env.get("HOME").map(PathBuf::from);
     let plan = Plan::new(&options, env, home.as_deref())?;
@@ -96,7 +98,9 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 
 /// Fetches, writes the CA file and (when `check`) checks the connection once.
 async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
+    let started = std::time::Instant::now();
     let (target, ca) = fetch(plan).await?;
+    log::debug(format!("secrets fetched in {} ms", started.elapsed().as_millis()));
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
     let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed {
         Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref())?)
@@ -120,7 +124,10 @@ async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
     }
     let options =
         CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
-    match check::check(&target, &root, &plan.crl, &options).await {
+    let started = std::time::Instant::now();
+    let checked = check::check(&target, &root, &plan.crl, &options).await;
+    log::debug(format!("connection check took {} ms", started.elapsed().as_millis()));
+    match checked {
         Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, checked: Some(checked) }),
         Err(e) => {
             if let Some(dir) = runtime_dir {

@@ -15,11 +15,19 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(Exit::Usage.code()) } else { ExitCode::SUCCESS };
         }
     };
-    match launcher::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("launcher: error: {e}");
+    // A panic is a bug: unwinding drops (and so wipes) every secret buffer on the way out, then
+    // the launcher says so in one line and exits 70. The hook prints only where it happened:
+    // payloads are not printed, so that nothing a bug might have put there is shown.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        launcher::log::error(format!("internal error{place}; please report it"));
+    }));
+    match std::panic::catch_unwind(|| launcher::run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            launcher::log::error(&e);
             ExitCode::from(e.exit().code())
         }
+        Err(_) => ExitCode::from(Exit::Software.code()),
     }
 }

@@ -127,6 +127,8 @@ pub struct Plan {
     pub uses_aws: bool,
     /// Variables removed from the app's environment (besides every `LAUNCHER_*`).
     pub strip: Vec<&'static str>,
+    /// `--pristine`.
+    pub pristine: bool,
     /// `--keep-env`: variables passed through even though they would be removed.
     pub keep: Vec<String>,
     /// `--wait`: how long to keep retrying an unreachable store or database.
@@ -235,6 +237,7 @@ impl Plan {
             uses_aws,
             strip,
             keep: options.keep_env.clone(),
+            pristine: options.pristine,
             expiry_warning_days: options.expiry_warning,
             env,
         })

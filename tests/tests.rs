@@ -10,4 +10,5 @@ mod aws;
 mod check;
 mod delivery;
 mod flow;
+mod hygiene;
 mod oracle;

@@ -13,6 +13,7 @@
 
 pub mod bao;
 pub mod certs;
+pub mod fixture;
 pub mod moto;
 pub mod pg;
 
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use bao::Bao;
 pub use certs::Certs;
+pub use fixture::Fixture;
 pub use moto::Moto;
 pub use pg::Pg;
 

@@ -67,7 +67,7 @@ impl Sources {
                 }),
             },
             #[cfg(feature = "file")]
-            Scheme::File => launcher_file::FileSource.fetch(reference).await,
+            Scheme::File => launcher_file::FileSource::new(crate::log::warn).fetch(reference).await,
             #[allow(unreachable_patterns, reason = "reached only when a provider feature is off")]
             _ => Err(SourceError::Config {
                 reference: reference.to_string(),

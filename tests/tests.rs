@@ -9,6 +9,7 @@ mod support;
 mod aws;
 mod check;
 mod delivery;
+mod files;
 mod flow;
 mod hygiene;
 mod oracle;

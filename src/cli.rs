@@ -71,7 +71,8 @@ pub enum Command {
 }
 
 /// How the password reaches the app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PasswordVia {
     /// `PGPASSWORD` (what the seed article does).
     Env,
@@ -80,7 +81,8 @@ pub enum PasswordVia {
 }
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `launcher: …`
     Human,
@@ -112,6 +114,11 @@ pub enum EnvFormat {
 /// app's environment.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
+    /// A TOML file with any of these options under their long names (`vault-addr = "…"`);
+    /// flags and their environment variables win over it.
+    #[arg(long, env = "LAUNCHER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Database credentials: a reference to a secret with username/user, password and optionally
     /// host, port, dbname/database fields.
     #[arg(long, env = "LAUNCHER_CREDENTIALS", value_name = "REF")]
@@ -160,9 +167,9 @@ pub struct Options {
     #[arg(long, env = "LAUNCHER_WAIT", value_name = "DURATION", value_parser = crate::plan::parse_duration)]
     pub wait: Option<std::time::Duration>,
 
-    /// Warn when a certificate in the server's chain expires within this many days.
-    #[arg(long, env = "LAUNCHER_EXPIRY_WARNING", value_name = "DAYS", default_value_t = 30)]
-    pub expiry_warning: u32,
+    /// Warn when a certificate in the server's chain expires within this many days [default: 30].
+    #[arg(long, env = "LAUNCHER_EXPIRY_WARNING", value_name = "DAYS")]
+    pub expiry_warning: Option<u32>,
 
     /// How the app gets the password: `env` (PGPASSWORD) or `passfile` (a 0600 .pgpass file in
     /// the runtime directory, named by PGPASSFILE; no PGPASSWORD at all).

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod env;
 pub mod error;
 pub mod exec;
@@ -44,11 +45,14 @@ enum Mode {
 
 /// Runs the parsed command line. Returns only on failure when launching (success is the exec).
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let (options, mode) = match cli.command {
+    let (mut options, mode) = match cli.command {
         None => (cli.options, Mode::Launch(cli.program)),
         Some(Command::Check { options, output }) => (options, Mode::Check(output)),
         Some(Command::Env { options, format, reveal }) => (options, Mode::Env { format, reveal }),
     };
+    if let Some(path) = options.config.clone() {
+        config::load(&path)?.fill(&mut options);
+    }
     log::configure(options.quiet, options.verbose, options.log_format == Some(cli::LogFormat::Json));
     harden::apply();
     let env = ParentEnv::from_process();

@@ -238,7 +238,7 @@ impl Plan {
             strip,
             keep: options.keep_env.clone(),
             pristine: options.pristine,
-            expiry_warning_days: options.expiry_warning,
+            expiry_warning_days: options.expiry_warning.unwrap_or(30),
             env,
         })
     }

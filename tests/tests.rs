@@ -8,6 +8,7 @@ mod support;
 
 mod aws;
 mod check;
+mod config;
 mod delivery;
 mod files;
 mod flow;

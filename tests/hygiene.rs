@@ -94,6 +94,14 @@ fn canaries_never_leave_through_any_path() {
         .assert_fails(77, "permission denied")
         .assert_no_leak(&weak)
         .assert_no_leak(&f.password);
+    // A config file with a password where none belongs: refused without echoing it.
+    let config = f.home.join("bad.toml");
+    std::fs::write(&config, format!("password = \"{}\"\n", f.password.replace('\\', "\\\\").replace('"', "\\\"")))
+        .unwrap();
+    Run::of(f.launcher().arg("--config").arg(&config).args(["--", "true"]))
+        .assert_fails(78, "unknown field `password`")
+        .assert_no_leak(&f.password);
+    std::fs::remove_file(&config).unwrap();
     // Nothing written outside the runtime directories (which live under /dev/shm here).
     assert_eq!(files_containing(&f.home, &f.password), Vec::<String>::new());
     assert_eq!(files_containing(&f.home, &token), Vec::<String>::new());

@@ -112,6 +112,8 @@ pub enum EnvFormat {
 
 /// Options shared by every mode. Each has a `LAUNCHER_*` environment variable, removed from the
 /// app's environment.
+// Each bool is an independent on/off flag the user types; an enum would not read better.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, Args)]
 pub struct Options {
     /// A TOML file with any of these options under their long names (`vault-addr = "…"`);
@@ -192,6 +194,16 @@ pub struct Options {
     /// --keep-env names.
     #[arg(long, env = "LAUNCHER_PRISTINE")]
     pub pristine: bool,
+
+    /// Refuse to launch when dynamic credentials expire sooner than this (the earlier of the
+    /// lease's and the Vault token's expiry), e.g. 1h.
+    #[arg(long, env = "LAUNCHER_MIN_TTL", value_name = "DURATION", value_parser = crate::plan::parse_duration)]
+    pub min_ttl: Option<std::time::Duration>,
+
+    /// Tell the app about the credentials' lease: DB_CREDENTIALS_LEASE_ID and
+    /// DB_CREDENTIALS_EXPIRES_AT (RFC 3339, UTC), so that it or its supervisor can restart in time.
+    #[arg(long, env = "LAUNCHER_EXPORT_LEASE")]
+    pub export_lease: bool,
 
     /// Pass this inherited variable to the app even though the launcher would remove it
     /// (VAULT_TOKEN, BAO_TOKEN, static AWS keys it used, LAUNCHER_*). Repeatable.

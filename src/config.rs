@@ -29,6 +29,9 @@ pub struct ConfigFile {
     #[serde(default, deserialize_with = "duration")]
     wait: Option<Duration>,
     expiry_warning: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    min_ttl: Option<Duration>,
+    export_lease: Option<bool>,
     password_via: Option<PasswordVia>,
     database_url: Option<String>,
     runtime_dir: Option<PathBuf>,
@@ -76,6 +79,8 @@ impl ConfigFile {
         or(&mut o.connect_timeout, self.connect_timeout);
         or(&mut o.wait, self.wait);
         or(&mut o.expiry_warning, self.expiry_warning);
+        or(&mut o.min_ttl, self.min_ttl);
+        o.export_lease |= self.export_lease.unwrap_or(false);
         or(&mut o.password_via, self.password_via);
         or(&mut o.database_url, self.database_url);
         or(&mut o.runtime_dir, self.runtime_dir);

@@ -46,7 +46,13 @@ pub struct ChildEnv {
 impl ChildEnv {
     /// Builds the environment for `target`, with the CA at `root`.
     #[must_use]
-    pub fn build(plan: &Plan, target: &Target, root: &Path, passfile: Option<&Path>) -> Self {
+    pub fn build(
+        plan: &Plan,
+        target: &Target,
+        root: &Path,
+        passfile: Option<&Path>,
+        lease: Option<&crate::LeaseInfo>,
+    ) -> Self {
         let parent = &plan.env;
         let mut warnings = Vec::new();
         if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
@@ -69,6 +75,10 @@ impl ChildEnv {
         set.push(("PGSSLMODE", Value::Plain("verify-full".into())));
         set.push(("PGSSLROOTCERT", Value::Plain(root.display().to_string())));
         let mut named: Vec<(String, Value)> = Vec::new();
+        if let Some(lease) = lease {
+            named.push(("DB_CREDENTIALS_LEASE_ID".into(), Value::Plain(lease.id.clone())));
+            named.push(("DB_CREDENTIALS_EXPIRES_AT".into(), Value::Plain(lease.expires_at.clone())));
+        }
         if let Some(var) = &plan.database_url {
             let password = if passfile.is_some() { None } else { target.password.as_ref() };
             named.push((var.clone(), Value::Secret(database_url(target, root, password))));
@@ -242,18 +252,18 @@ mod tests {
         };
         let names =
             |env: &ChildEnv| -> Vec<String> { env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect() };
-        let unused = ChildEnv::build(&plan(parent()), &target(), Path::new("/r"), None);
+        let unused = ChildEnv::build(&plan(parent()), &target(), Path::new("/r"), None, None);
         assert!(names(&unused).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()), "not used, not touched");
         assert!(!names(&unused).contains(&"VAULT_TOKEN".to_owned()));
         let used = plan_with(parent(), &["launcher", "--credentials", "aws-sm:db", "--", "true"]);
-        let env = ChildEnv::build(&used, &target(), Path::new("/r"), None);
+        let env = ChildEnv::build(&used, &target(), Path::new("/r"), None, None);
         assert!(!names(&env).iter().any(|n| n == "AWS_ACCESS_KEY_ID" || n == "AWS_SECRET_ACCESS_KEY"));
         assert!(names(&env).contains(&"AWS_REGION".to_owned()));
         let kept = plan_with(
             parent(),
             &["launcher", "--credentials", "aws-sm:db", "--keep-env", "AWS_ACCESS_KEY_ID,VAULT_TOKEN", "--", "true"],
         );
-        let env = ChildEnv::build(&kept, &target(), Path::new("/r"), None);
+        let env = ChildEnv::build(&kept, &target(), Path::new("/r"), None, None);
         assert!(names(&env).contains(&"AWS_ACCESS_KEY_ID".to_owned()));
         assert!(names(&env).contains(&"VAULT_TOKEN".to_owned()));
         assert!(!names(&env).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()));
@@ -281,7 +291,7 @@ mod tests {
             ("PGSSLMODE", "require"),
             ("PGHOST", "old"),
         ]);
-        let env = ChildEnv::build(&plan(parent), &target(), Path::new("/run/x/root.crt"), None);
+        let env = ChildEnv::build(&plan(parent), &target(), Path::new("/run/x/root.crt"), None, None);
         let pairs: Vec<(String, String)> =
             env.pairs().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
         let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -345,7 +355,7 @@ mod tests {
             ("PGHOST", "old.example"),
         ]);
         let p = plan_with(parent, &["launcher", "--pristine", "--keep-env", "APP_MODE", "--", "true"]);
-        let env = ChildEnv::build(&p, &target(), Path::new("/r"), None);
+        let env = ChildEnv::build(&p, &target(), Path::new("/r"), None, None);
         let names: Vec<String> = env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
         for kept in ["PATH", "LC_ALL", "NOTIFY_SOCKET", "APP_MODE", "PGHOST", "PGSSLMODE"] {
             assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
@@ -356,7 +366,7 @@ mod tests {
 
     #[test]
     fn renders_redacted_unless_revealed() {
-        let env = ChildEnv::build(&plan(ParentEnv::default()), &target(), Path::new("/r/root.crt"), None);
+        let env = ChildEnv::build(&plan(ParentEnv::default()), &target(), Path::new("/r/root.crt"), None, None);
         let shell = env.render(EnvFormat::Shell, false);
         assert!(shell.contains("export PGPASSWORD='<redacted>'\n"), "{shell}");
         assert!(env.render(EnvFormat::Shell, true).contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");

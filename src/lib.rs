@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use launcher_core::{DbSecret, Document, SecretBytes, SourceError};
+use launcher_core::{DbSecret, Document, Lease, SecretBytes, SourceError};
 
 use crate::check::{CheckOptions, Checked, Report};
 use crate::cli::{Cli, Command, EnvFormat, OutputFormat, PasswordVia};
@@ -68,12 +68,62 @@ struct Ready {
     root: PathBuf,
     runtime_dir: Option<RuntimeDir>,
     passfile: Option<PathBuf>,
+    lease: Option<LeaseInfo>,
     checked: Option<Checked>,
+}
+
+/// A lease as the app may be told of it.
+#[derive(Debug, Clone)]
+pub struct LeaseInfo {
+    /// The store's lease id.
+    pub id: String,
+    /// When the credentials stop working (the earlier of lease and token expiry), RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+/// Logs the lease, refuses it when it ends sooner than `--min-ttl`, and says when it ends.
+fn check_lease(plan: &Plan, lease: Lease) -> Result<LeaseInfo, Error> {
+    let effective = lease.effective_ttl();
+    let token_note = match lease.token_ttl {
+        Some(t) if t < lease.ttl => format!("; the token it hangs on expires sooner, in {}s", t.as_secs()),
+        _ => String::new(),
+    };
+    log::info(format!(
+        "lease {}: {}s, {}{token_note}",
+        lease.id,
+        lease.ttl.as_secs(),
+        if lease.renewable { "renewable (the launcher does not renew after exec)" } else { "not renewable" }
+    ));
+    if let Some(min) = plan.min_ttl.filter(|min| effective < *min) {
+        return Err(Error::msg(
+            Exit::Config,
+            format!("the credentials expire in {}s, sooner than --min-ttl {}s", effective.as_secs(), min.as_secs()),
+        ));
+    }
+    let expires = std::time::SystemTime::now() + effective;
+    Ok(LeaseInfo { id: lease.id, expires_at: rfc3339(expires) })
+}
+
+/// `2026-11-30T21:30:00Z` (civil-from-days, so no date crate is needed for one timestamp).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
     let ready = with_wait(&plan, || prepare(&plan, !matches!(mode, Mode::Env { .. }))).await?;
-    let child = ChildEnv::build(&plan, &ready.target, &ready.root, ready.passfile.as_deref());
+    let lease = if plan.export_lease { ready.lease.as_ref() } else { None };
+    let child = ChildEnv::build(&plan, &ready.target, &ready.root, ready.passfile.as_deref(), lease);
     child.warnings.iter().for_each(log::warn);
     match (mode, ready.checked) {
         (Mode::Env { format, reveal }, _) => print(&child.render(format, reveal)),
@@ -103,8 +153,9 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 /// Fetches, writes the CA file and (when `check`) checks the connection once.
 async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
     let started = std::time::Instant::now();
-    let (target, ca) = fetch(plan).await?;
+    let (target, ca, lease) = fetch(plan).await?;
     log::debug(format!("secrets fetched in {} ms", started.elapsed().as_millis()));
+    let lease = lease.map(|l| check_lease(plan, l)).transpose()?;
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
     let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed {
         Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref())?)
@@ -124,7 +175,7 @@ async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
         _ => None,
     };
     if !check {
-        return Ok(Ready { target, root, runtime_dir, passfile, checked: None });
+        return Ok(Ready { target, root, runtime_dir, passfile, lease, checked: None });
     }
     let options =
         CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
@@ -132,7 +183,7 @@ async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
     let checked = check::check(&target, &root, &plan.crl, &options).await;
     log::debug(format!("connection check took {} ms", started.elapsed().as_millis()));
     match checked {
-        Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, checked: Some(checked) }),
+        Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, lease, checked: Some(checked) }),
         Err(e) => {
             if let Some(dir) = runtime_dir {
                 dir.remove();
@@ -174,13 +225,13 @@ where
 }
 
 /// Reads the credentials and the CA concurrently and combines them with the plan.
-async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>), Error> {
+async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>, Option<Lease>), Error> {
     let sources = Sources::new(plan)?;
     let credentials = async {
         let Some(reference) = &plan.credentials else {
-            return Ok(DbSecret::default());
+            return Ok((DbSecret::default(), None));
         };
-        let mut document = sources.fetch(reference).await?;
+        let (mut document, lease) = sources.fetch_leased(reference).await?;
         if reference.field().is_some() {
             // A field that itself holds the JSON credentials (e.g. an RDS secret in one KV field).
             document = Document::Blob(document.select(reference)?);
@@ -188,7 +239,7 @@ async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>), Error> {
         let fields = document.into_fields(reference)?;
         let secret = DbSecret::from_fields(&fields, reference)?;
         log::info(format!("credentials from {reference} (fields: {})", fields.names()));
-        Ok::<_, SourceError>(secret)
+        Ok::<_, SourceError>((secret, lease))
     };
     let ca = async {
         let CaPlan::Fetch(reference) = &plan.ca else {
@@ -203,8 +254,8 @@ async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>), Error> {
         }
         Ok(Some(pem))
     };
-    let (secret, ca) = futures_util::future::try_join(credentials, ca).await?;
-    Ok((Target::resolve(plan, secret)?, ca))
+    let ((secret, lease), ca) = futures_util::future::try_join(credentials, ca).await?;
+    Ok((Target::resolve(plan, secret)?, ca, lease))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -248,4 +299,15 @@ fn human_report(r: &Report) -> String {
 
 fn print(text: &str) -> Result<(), Error> {
     std::io::stdout().lock().write_all(text.as_bytes()).exit(Exit::Software)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        let at = |s: u64| super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_796_074_200), "2026-11-30T21:30:00Z");
+    }
 }

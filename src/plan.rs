@@ -127,6 +127,10 @@ pub struct Plan {
     pub uses_aws: bool,
     /// Variables removed from the app's environment (besides every `LAUNCHER_*`).
     pub strip: Vec<&'static str>,
+    /// `--min-ttl`.
+    pub min_ttl: Option<Duration>,
+    /// `--export-lease`.
+    pub export_lease: bool,
     /// `--pristine`.
     pub pristine: bool,
     /// `--keep-env`: variables passed through even though they would be removed.
@@ -238,6 +242,8 @@ impl Plan {
             strip,
             keep: options.keep_env.clone(),
             pristine: options.pristine,
+            min_ttl: options.min_ttl,
+            export_lease: options.export_lease,
             expiry_warning_days: options.expiry_warning.unwrap_or(30),
             env,
         })

@@ -1,7 +1,7 @@
 //! Dispatch from a reference's scheme to the provider that serves it, built only when needed.
 #![cfg_attr(not(any(feature = "vault", feature = "file", feature = "aws")), allow(unused_imports))]
 
-use launcher_core::{Document, Reference, Scheme, SecretSource, SourceError};
+use launcher_core::{Document, Lease, Reference, Scheme, SecretSource, SourceError};
 
 use crate::error::Error;
 use crate::plan::Plan;
@@ -47,6 +47,15 @@ impl Sources {
             #[cfg(feature = "aws")]
             aws: plan.uses_aws.then(launcher_aws::AwsSource::new),
         })
+    }
+
+    /// Reads what `reference` points at, with its lease if the source gives one.
+    pub async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
+        #[cfg(feature = "vault")]
+        if let (Scheme::Vault, Some(v)) = (reference.scheme(), &self.vault) {
+            return v.fetch_leased(reference).await;
+        }
+        Ok((self.fetch(reference).await?, None))
     }
 
     /// Reads what `reference` points at.

@@ -10,6 +10,7 @@ mod aws;
 mod check;
 mod config;
 mod delivery;
+mod dynamic;
 mod files;
 mod flow;
 mod hygiene;

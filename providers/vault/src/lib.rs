@@ -16,7 +16,7 @@ mod token;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use launcher_core::{Document, Fields, Reference, SecretSource, SecretString, SourceError};
+use launcher_core::{Document, Fields, Lease, Reference, SecretSource, SecretString, SourceError};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
@@ -234,26 +234,55 @@ impl rustify::endpoint::Endpoint for RawRead {
 
 impl SecretSource for VaultSource {
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
+        Ok(self.fetch_leased(reference).await?.0)
+    }
+
+    async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
         let path = reference.locator().trim_matches('/');
         let mount = self.mount_of(path, reference).await?;
-        let data = match mount {
-            Some(Mount { path: mount, kv_version: Some(2) }) => {
-                let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
-                if rest.is_empty() {
-                    return Err(SourceError::Config {
-                        reference: reference.to_string(),
-                        problem: format!("names the KV mount \"{mount}\" itself, not a secret in it"),
-                    });
-                }
-                vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest).await
+        let (data, lease) = if let Some(Mount { path: mount, kv_version: Some(2) }) = mount {
+            let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
+            if rest.is_empty() {
+                return Err(SourceError::Config {
+                    reference: reference.to_string(),
+                    problem: format!("names the KV mount \"{mount}\" itself, not a secret in it"),
+                });
             }
-            _ => get(&self.client, path.to_owned()).await,
-        }
-        .map_err(|e| self.map_error(e, reference))?;
+            let data = vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest)
+                .await
+                .map_err(|e| self.map_error(e, reference))?;
+            (data, None)
+        } else {
+            // The whole answer: dynamic secrets carry their lease beside `data`.
+            let mut answer = vaultrs::api::exec_with_no_result(&self.client, RawRead { path: path.to_owned() })
+                .await
+                .map_err(|e| self.map_error(e, reference))?;
+            let lease = self.lease_of(&answer, reference).await?;
+            (answer.get_mut("data").map(serde_json::Value::take).unwrap_or_default(), lease)
+        };
         match data {
-            serde_json::Value::Object(map) => Ok(Document::Fields(Fields::from_json_object(map))),
+            serde_json::Value::Object(map) => Ok((Document::Fields(Fields::from_json_object(map)), lease)),
+            serde_json::Value::Null => Err(SourceError::NotFound { reference: reference.to_string() }),
             _ => Err(SourceError::bad_content(reference, "Vault's answer holds no fields")),
         }
+    }
+}
+
+impl VaultSource {
+    /// The lease of a raw answer, with the TTL of the token it hangs on.
+    async fn lease_of(&self, answer: &serde_json::Value, reference: &Reference) -> Result<Option<Lease>, SourceError> {
+        let id = answer.get("lease_id").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let seconds = answer.get("lease_duration").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let renewable = answer.get("renewable").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let token =
+            get(&self.client, "auth/token/lookup-self".to_owned()).await.map_err(|e| self.map_error(e, reference))?;
+        // ttl 0 means the token never expires (a root token).
+        let token_ttl =
+            token.get("ttl").and_then(serde_json::Value::as_u64).filter(|t| *t > 0).map(Duration::from_secs);
+        Ok(Some(Lease { id: id.to_owned(), ttl: Duration::from_secs(seconds), renewable, token_ttl }))
     }
 }
 

@@ -1,0 +1,102 @@
+//! Vault's database secrets engine against the real PostgreSQL: short-lived users, their lease
+//! logged and (opt-in) exported, and `--min-ttl` refusing credentials that end too soon.
+
+use std::sync::OnceLock;
+
+use crate::support::{self, Run, bao::ROOT_TOKEN, canary, launcher, pg::psql, services, unique};
+
+/// The `database/` engine configured once per test binary, with roles `app` (1 h) and
+/// `short` (60 s).
+fn database_engine() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let s = services();
+        let admin_password = canary();
+        s.pg.create_role("vaultadmin", &admin_password);
+        s.pg.sql("ALTER ROLE vaultadmin SUPERUSER");
+        s.bao.api("POST", "/v1/sys/mounts/database", Some(&serde_json::json!({"type": "database"})));
+        let url = format!(
+            "postgresql://{{{{username}}}}:{{{{password}}}}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+            s.pg.port,
+            s.certs.ca.display()
+        );
+        s.bao.api(
+            "POST",
+            "/v1/database/config/pg",
+            Some(&serde_json::json!({"plugin_name": "postgresql-database-plugin", "connection_url": url,
+                "username": "vaultadmin", "password": admin_password, "allowed_roles": "*",
+                "password_authentication": "scram-sha-256"})),
+        );
+        let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+        for (role, ttl) in [("app", "1h"), ("short", "60s")] {
+            s.bao.api(
+                "POST",
+                &format!("/v1/database/roles/{role}"),
+                Some(&serde_json::json!({"db_name": "pg", "creation_statements": [create],
+                    "default_ttl": ttl, "max_ttl": "2h"})),
+            );
+        }
+    });
+}
+
+fn dynamic(role: &str, token: &str) -> std::process::Command {
+    database_engine();
+    let s = services();
+    let mut c = launcher(&support::home(&unique("dyn")));
+    c.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", token).args([
+        "--credentials",
+        &format!("vault:database/creds/{role}"),
+        "--ca",
+        &format!("file:{}", s.certs.ca.display()),
+        "--host",
+        "localhost",
+        "--port",
+        &s.pg.port.to_string(),
+        "--dbname",
+        "postgres",
+    ]);
+    c
+}
+
+#[test]
+fn dynamic_users_connect_exist_and_their_lease_is_reported() {
+    let script = format!(
+        "echo \"lease=$DB_CREDENTIALS_LEASE_ID\"; echo \"expires=$DB_CREDENTIALS_EXPIRES_AT\"; \
+         {} -XAtc 'select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()'",
+        psql().display()
+    );
+    let run =
+        Run::of(dynamic("app", ROOT_TOKEN).args(["--export-lease", "--min-ttl", "30m", "--", "sh", "-c", &script]));
+    run.assert_ok();
+    let user_line = run.stdout.lines().last().unwrap();
+    let (user, ssl) = user_line.split_once('|').unwrap();
+    assert_eq!(ssl, "t", "{run}");
+    assert!(user.starts_with("v-"), "an OpenBao-made user: {run}");
+    assert_eq!(services().pg.sql(&format!("select count(*) from pg_roles where rolname = '{user}'")).trim(), "1");
+    let lease = run.stdout.lines().find_map(|l| l.strip_prefix("lease=")).unwrap();
+    assert!(lease.starts_with("database/creds/app/"), "{run}");
+    assert!(run.stderr.contains(&format!("lease {lease}: 3600s, renewable")), "{run}");
+    let expires = run.stdout.lines().find_map(|l| l.strip_prefix("expires=")).unwrap();
+    assert!(expires.len() == 20 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T', "{expires}");
+}
+
+#[test]
+fn min_ttl_refuses_credentials_that_end_too_soon() {
+    Run::of(dynamic("short", ROOT_TOKEN).args(["--min-ttl", "5m", "--", "true"]))
+        .assert_fails(78, "the credentials expire in 60s, sooner than --min-ttl 300s");
+    // A long lease on a short-lived token ends with the token.
+    let (_, answer) = services()
+        .bao
+        .request(
+            "POST",
+            "/v1/auth/token/create",
+            Some(ROOT_TOKEN),
+            Some(&serde_json::json!({"policies": ["root"], "ttl": "2m"})),
+        )
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let token = token["auth"]["client_token"].as_str().unwrap();
+    let run = Run::of(dynamic("app", token).args(["--min-ttl", "5m", "--", "true"]));
+    run.assert_fails(78, "sooner than --min-ttl 300s").assert_no_leak(token);
+    assert!(run.stderr.contains("the token it hangs on expires sooner"), "{run}");
+}

@@ -70,6 +70,20 @@ pub enum Command {
     },
 }
 
+/// Vault login methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultAuth {
+    /// A token.
+    Token,
+    /// Role id + secret id.
+    Approle,
+    /// A JWT verified by Vault's JWT auth.
+    Jwt,
+    /// The pod's service-account token.
+    Kubernetes,
+}
+
 /// How the password reaches the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +172,36 @@ pub struct Options {
     /// CA bundle for an https:// Vault; else VAULT_CACERT, BAO_CACERT; system roots are trusted too.
     #[arg(long, env = "LAUNCHER_VAULT_CACERT", value_name = "PATH")]
     pub vault_cacert: Option<PathBuf>,
+
+    /// How to log in to Vault: token (VAULT_TOKEN, --vault-token-file, ~/.vault-token), approle,
+    /// jwt or kubernetes.
+    #[arg(long, env = "LAUNCHER_VAULT_AUTH", value_enum, value_name = "METHOD")]
+    pub vault_auth: Option<VaultAuth>,
+
+    /// The auth method's mount path (default: approle, jwt or kubernetes).
+    #[arg(long, env = "LAUNCHER_VAULT_AUTH_MOUNT", value_name = "PATH")]
+    pub vault_auth_mount: Option<String>,
+
+    /// AppRole: a file holding the role id (e.g. $CREDENTIALS_DIRECTORY/role-id).
+    #[arg(long, env = "LAUNCHER_VAULT_ROLE_ID_FILE", value_name = "PATH")]
+    pub vault_role_id_file: Option<PathBuf>,
+
+    /// AppRole: a file holding the secret id.
+    #[arg(long, env = "LAUNCHER_VAULT_SECRET_ID_FILE", value_name = "PATH")]
+    pub vault_secret_id_file: Option<PathBuf>,
+
+    /// AppRole: the secret-id file holds a response-wrapping token; unwrap it (once) after
+    /// checking that an AppRole secret-id endpoint made it.
+    #[arg(long, env = "LAUNCHER_VAULT_SECRET_ID_WRAPPED")]
+    pub vault_secret_id_wrapped: bool,
+
+    /// JWT and Kubernetes auth: the Vault role to log in as.
+    #[arg(long, env = "LAUNCHER_VAULT_ROLE", value_name = "NAME")]
+    pub vault_role: Option<String>,
+
+    /// JWT and Kubernetes auth: the JWT file (Kubernetes default: the pod's service-account token).
+    #[arg(long, env = "LAUNCHER_VAULT_JWT_FILE", value_name = "PATH")]
+    pub vault_jwt_file: Option<PathBuf>,
 
     /// Seconds to wait for the database connection; else PGCONNECT_TIMEOUT, else 10.
     #[arg(long, env = "LAUNCHER_CONNECT_TIMEOUT", value_name = "SECONDS")]

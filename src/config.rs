@@ -25,6 +25,13 @@ pub struct ConfigFile {
     vault_addr: Option<String>,
     vault_token_file: Option<PathBuf>,
     vault_cacert: Option<PathBuf>,
+    vault_auth: Option<crate::cli::VaultAuth>,
+    vault_auth_mount: Option<String>,
+    vault_role_id_file: Option<PathBuf>,
+    vault_secret_id_file: Option<PathBuf>,
+    vault_secret_id_wrapped: Option<bool>,
+    vault_role: Option<String>,
+    vault_jwt_file: Option<PathBuf>,
     connect_timeout: Option<u64>,
     #[serde(default, deserialize_with = "duration")]
     wait: Option<Duration>,
@@ -76,6 +83,13 @@ impl ConfigFile {
         or(&mut o.vault_addr, self.vault_addr);
         or(&mut o.vault_token_file, self.vault_token_file);
         or(&mut o.vault_cacert, self.vault_cacert);
+        or(&mut o.vault_auth, self.vault_auth);
+        or(&mut o.vault_auth_mount, self.vault_auth_mount);
+        or(&mut o.vault_role_id_file, self.vault_role_id_file);
+        or(&mut o.vault_secret_id_file, self.vault_secret_id_file);
+        or(&mut o.vault_role, self.vault_role);
+        or(&mut o.vault_jwt_file, self.vault_jwt_file);
+        o.vault_secret_id_wrapped |= self.vault_secret_id_wrapped.unwrap_or(false);
         or(&mut o.connect_timeout, self.connect_timeout);
         or(&mut o.wait, self.wait);
         or(&mut o.expiry_warning, self.expiry_warning);

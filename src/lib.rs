@@ -226,7 +226,7 @@ where
 
 /// Reads the credentials and the CA concurrently and combines them with the plan.
 async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>, Option<Lease>), Error> {
-    let sources = Sources::new(plan)?;
+    let sources = Box::pin(Sources::new(plan)).await?;
     let credentials = async {
         let Some(reference) = &plan.credentials else {
             return Ok((DbSecret::default(), None));
@@ -255,6 +255,7 @@ async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>, Option<Lease
         Ok(Some(pem))
     };
     let ((secret, lease), ca) = futures_util::future::try_join(credentials, ca).await?;
+    sources.finish(lease.is_some()).await?;
     Ok((Target::resolve(plan, secret)?, ca, lease))
 }
 

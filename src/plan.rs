@@ -75,6 +75,34 @@ pub struct VaultPlan {
     pub ca_cert: Option<PathBuf>,
     /// `VAULT_NAMESPACE`.
     pub namespace: Option<String>,
+    /// How to log in.
+    #[cfg(feature = "vault")]
+    pub auth: launcher_vault::Auth,
+}
+
+impl VaultPlan {
+    /// Vault's settings from flags and Vault's own variables; the address is checked here.
+    fn new(options: &Options, env: &ParentEnv) -> Result<Self, Error> {
+        let plan = Self {
+            address: options
+                .vault_addr
+                .clone()
+                .or_else(|| env.get("VAULT_ADDR").or_else(|| env.get("BAO_ADDR")).map(str::to_owned))
+                .unwrap_or_else(|| "https://127.0.0.1:8200".to_owned()),
+            token_file: options.vault_token_file.clone(),
+            ca_cert: options
+                .vault_cacert
+                .clone()
+                .or_else(|| env.get("VAULT_CACERT").or_else(|| env.get("BAO_CACERT")).map(PathBuf::from)),
+            namespace: env.get("VAULT_NAMESPACE").or_else(|| env.get("BAO_NAMESPACE")).map(str::to_owned),
+            #[cfg(feature = "vault")]
+            auth: vault_auth(options)?,
+        };
+        #[cfg(feature = "vault")]
+        launcher_vault::check_address(&plan.address)
+            .map_err(|e| Error::msg(Exit::Config, format!("Vault address: {e}")))?;
+        Ok(plan)
+    }
 }
 
 /// Connection settings given explicitly; they win over the secret and the environment.
@@ -188,24 +216,7 @@ impl Plan {
         if uses_aws && env.get("AWS_ACCESS_KEY_ID").is_some() {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
-        let vault = uses_vault.then(|| VaultPlan {
-            address: options
-                .vault_addr
-                .clone()
-                .or_else(|| env.get("VAULT_ADDR").or_else(|| env.get("BAO_ADDR")).map(str::to_owned))
-                .unwrap_or_else(|| "https://127.0.0.1:8200".to_owned()),
-            token_file: options.vault_token_file.clone(),
-            ca_cert: options
-                .vault_cacert
-                .clone()
-                .or_else(|| env.get("VAULT_CACERT").or_else(|| env.get("BAO_CACERT")).map(PathBuf::from)),
-            namespace: env.get("VAULT_NAMESPACE").or_else(|| env.get("BAO_NAMESPACE")).map(str::to_owned),
-        });
-        #[cfg(feature = "vault")]
-        if let Some(v) = &vault {
-            launcher_vault::check_address(&v.address)
-                .map_err(|e| Error::msg(Exit::Config, format!("Vault address: {e}")))?;
-        }
+        let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
         let hostaddr = match env.get("PGHOSTADDR") {
             None => None,
             Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
@@ -248,6 +259,39 @@ impl Plan {
             env,
         })
     }
+}
+
+/// The Vault login method and what it needs; a missing piece is a usage error naming the flag.
+#[cfg(feature = "vault")]
+fn vault_auth(o: &Options) -> Result<launcher_vault::Auth, Error> {
+    use crate::cli::VaultAuth;
+    use launcher_vault::Auth;
+    let need = |value: Option<PathBuf>, flag: &str, method: &str| {
+        value.ok_or_else(|| Error::msg(Exit::Usage, format!("--vault-auth {method} needs {flag}")))
+    };
+    let role = |method: &str| {
+        o.vault_role.clone().ok_or_else(|| Error::msg(Exit::Usage, format!("--vault-auth {method} needs --vault-role")))
+    };
+    let mount = |default: &str| o.vault_auth_mount.clone().unwrap_or_else(|| default.to_owned());
+    Ok(match o.vault_auth.unwrap_or(VaultAuth::Token) {
+        VaultAuth::Token => Auth::Token,
+        VaultAuth::Approle => Auth::AppRole {
+            mount: mount("approle"),
+            role_id_file: need(o.vault_role_id_file.clone(), "--vault-role-id-file", "approle")?,
+            secret_id_file: need(o.vault_secret_id_file.clone(), "--vault-secret-id-file", "approle")?,
+            wrapped: o.vault_secret_id_wrapped,
+        },
+        VaultAuth::Jwt => Auth::Jwt {
+            mount: mount("jwt"),
+            role: role("jwt")?,
+            jwt_file: need(o.vault_jwt_file.clone(), "--vault-jwt-file", "jwt")?,
+        },
+        VaultAuth::Kubernetes => Auth::Kubernetes {
+            mount: mount("kubernetes"),
+            role: role("kubernetes")?,
+            jwt_file: o.vault_jwt_file.clone().unwrap_or_else(|| PathBuf::from(launcher_vault::KUBERNETES_JWT)),
+        },
+    })
 }
 
 /// `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.

@@ -16,27 +16,44 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Builds the clients the plan's references need (no request is made yet).
-    pub fn new(plan: &Plan) -> Result<Self, Error> {
+    /// Builds the clients the plan's references need, and logs in to Vault when a login
+    /// method is configured.
+    pub async fn new(plan: &Plan) -> Result<Self, Error> {
         #[cfg(feature = "vault")]
         let vault = match &plan.vault {
             None => None,
             Some(v) => {
-                let home = plan.env.get("HOME").map(std::path::PathBuf::from);
-                let (token, origin) = launcher_vault::resolve_token(
-                    v.token_file.as_deref(),
-                    |name| plan.env.get(name).map(str::to_owned),
-                    home.as_deref(),
-                )?;
-                crate::log::info(format!("Vault at {} with the token from {origin}", v.address));
+                let token = if v.auth == launcher_vault::Auth::Token {
+                    let home = plan.env.get("HOME").map(std::path::PathBuf::from);
+                    let (token, origin) = launcher_vault::resolve_token(
+                        v.token_file.as_deref(),
+                        |name| plan.env.get(name).map(str::to_owned),
+                        home.as_deref(),
+                    )?;
+                    crate::log::info(format!("Vault at {} with the token from {origin}", v.address));
+                    token
+                } else {
+                    launcher_core::SecretString::default()
+                };
                 let config = launcher_vault::VaultConfig {
                     address: v.address.clone(),
                     token,
                     ca_cert: v.ca_cert.clone(),
                     namespace: v.namespace.clone(),
                     timeout: std::time::Duration::from_secs(15),
+                    auth: v.auth.clone(),
                 };
-                Some(launcher_vault::VaultSource::new(&config)?)
+                let mut source = launcher_vault::VaultSource::new(&config)?;
+                if let Some(login) = source.login(&v.auth).await? {
+                    crate::log::info(format!(
+                        "Vault at {}: logged in with {} (token accessor {}, TTL {}s)",
+                        v.address,
+                        v.auth.name(),
+                        login.accessor,
+                        login.ttl
+                    ));
+                }
+                Some(source)
             }
         };
         #[cfg(not(feature = "vault"))]
@@ -47,6 +64,22 @@ impl Sources {
             #[cfg(feature = "aws")]
             aws: plan.uses_aws.then(launcher_aws::AwsSource::new),
         })
+    }
+
+    /// Called once every secret is read: a Vault token the launcher logged in for is revoked,
+    /// unless `lease_held` (a lease hangs on that token; revoking it would revoke the lease).
+    pub async fn finish(&self, lease_held: bool) -> Result<(), Error> {
+        #[cfg(feature = "vault")]
+        if let Some(v) = &self.vault {
+            if lease_held {
+                return Ok(());
+            }
+            if v.revoke_login().await? {
+                crate::log::info("revoked the Vault login token (no lease depends on it)");
+            }
+        }
+        let _ = lease_held;
+        Ok(())
     }
 
     /// Reads what `reference` points at, with its lease if the source gives one.

@@ -7,7 +7,7 @@ use crate::support::{self, Run, bao::ROOT_TOKEN, canary, launcher, pg::psql, ser
 
 /// The `database/` engine configured once per test binary, with roles `app` (1 h) and
 /// `short` (60 s).
-fn database_engine() {
+pub fn database_engine() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let s = services();

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod auth;
 mod aws;
 mod check;
 mod config;

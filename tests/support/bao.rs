@@ -65,10 +65,22 @@ impl Bao {
         token: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> Option<(u16, String)> {
+        self.request_with(method, path, token, body, "")
+    }
+
+    /// A request with extra header lines (each ending in CRLF), e.g. `X-Vault-Wrap-TTL`.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+        headers: &str,
+    ) -> Option<(u16, String)> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         let body = body.map(ToString::to_string).unwrap_or_default();
         let token = token.map(|t| format!("X-Vault-Token: {t}\r\n")).unwrap_or_default();
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{token}{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let status = response.split_whitespace().nth(1)?.parse().ok()?;

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod address;
+mod auth;
 mod token;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 pub use address::{AddressError, check_address};
+pub use auth::{Auth, KUBERNETES_JWT, Login};
 pub use token::{TokenOrigin, resolve_token};
 
 /// How to reach and authenticate to Vault. `Debug` leaves the token out.
@@ -36,6 +38,8 @@ pub struct VaultConfig {
     pub namespace: Option<String>,
     /// Per-request time limit.
     pub timeout: Duration,
+    /// How to authenticate; with a login method, `token` is unused.
+    pub auth: Auth,
 }
 
 impl std::fmt::Debug for VaultConfig {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for VaultConfig {
             .field("ca_cert", &self.ca_cert)
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -54,6 +59,7 @@ impl std::fmt::Debug for VaultConfig {
 pub struct VaultSource {
     client: VaultClient,
     address: String,
+    login: Option<Login>,
 }
 
 impl std::fmt::Debug for VaultSource {
@@ -104,7 +110,41 @@ impl VaultSource {
             }
             other => setting(other.to_string()),
         })?;
-        Ok(Self { client, address: config.address.clone() })
+        Ok(Self { client, address: config.address.clone(), login: None })
+    }
+
+    /// Logs in with the configured method (nothing to do for token auth).
+    pub async fn login(&mut self, auth: &Auth) -> Result<Option<&Login>, SourceError> {
+        let address = self.address.clone();
+        let map = |e, method: &str| match e {
+            // A login endpoint answers 400 to credentials it rejects (a bad signature, an
+            // unknown secret id): that is a refusal, not a configuration mistake.
+            ClientError::APIError { code: 400, errors } => SourceError::Denied {
+                reference: format!("Vault {method} login"),
+                store: format!("Vault at {address}"),
+                detail: one_line(&errors),
+            },
+            e => {
+                let reference =
+                    launcher_core::Reference::parse(&format!("vault:auth/{method}")).expect("static reference");
+                self_map_error(&address, e, &reference)
+            }
+        };
+        self.login = auth::login(&mut self.client, auth, &address, map).await?;
+        Ok(self.login.as_ref())
+    }
+
+    /// Revokes the token a login made, so that it does not outlive the launcher. Not called when
+    /// a lease hangs on it: revoking the token would revoke the dynamic credentials with it.
+    pub async fn revoke_login(&self) -> Result<bool, SourceError> {
+        if self.login.is_none() {
+            return Ok(false);
+        }
+        vaultrs::token::revoke_self(&self.client).await.map_err(|e| {
+            let reference = launcher_core::Reference::parse("vault:auth/token/revoke-self").expect("static reference");
+            self.map_error(e, &reference)
+        })?;
+        Ok(true)
     }
 
     async fn mount_of(&self, path: &str, reference: &Reference) -> Result<Option<Mount>, SourceError> {
@@ -119,11 +159,18 @@ impl VaultSource {
     }
 
     fn map_error(&self, error: ClientError, reference: &Reference) -> SourceError {
+        self_map_error(&self.address, error, reference)
+    }
+}
+
+/// Maps a vaultrs error for `reference` at the Vault `address`.
+fn self_map_error(address: &str, error: ClientError, reference: &Reference) -> SourceError {
+    {
         let reference_text = reference.to_string();
         match error {
             ClientError::APIError { code: 403 | 401, errors } => SourceError::Denied {
                 reference: reference_text,
-                store: format!("Vault at {}", self.address),
+                store: format!("Vault at {address}"),
                 detail: one_line(&errors),
             },
             ClientError::APIError { code: 404, .. }
@@ -131,7 +178,7 @@ impl VaultSource {
             | ClientError::ResponseEmptyError => SourceError::NotFound { reference: reference_text },
             ClientError::APIError { code, errors } if code >= 500 => SourceError::Unreachable {
                 reference: reference_text,
-                store: format!("Vault at {}", self.address),
+                store: format!("Vault at {address}"),
                 source: format!("HTTP {code}: {}", one_line(&errors)).into(),
             },
             ClientError::APIError { code, errors } => SourceError::Config {
@@ -141,7 +188,7 @@ impl VaultSource {
             ClientError::RestClientError { source: rustify::errors::ClientError::ServerResponseError { code, .. } } => {
                 SourceError::Unreachable {
                     reference: reference_text,
-                    store: format!("Vault at {}", self.address),
+                    store: format!("Vault at {address}"),
                     source: format!("HTTP {code} without a Vault error body").into(),
                 }
             }
@@ -156,12 +203,12 @@ impl VaultSource {
             }
             ClientError::RestClientError { source } => SourceError::Unreachable {
                 reference: reference_text,
-                store: format!("Vault at {}", self.address),
+                store: format!("Vault at {address}"),
                 source: Box::new(TransportError(launcher_core::error_chain(&source))),
             },
             other => SourceError::Unreachable {
                 reference: reference_text,
-                store: format!("Vault at {}", self.address),
+                store: format!("Vault at {address}"),
                 source: Box::new(TransportError(other.to_string())),
             },
         }
@@ -308,6 +355,7 @@ mod tests {
             ca_cert: None,
             namespace: None,
             timeout: Duration::from_secs(1),
+            auth: Auth::Token,
         };
         assert!(!format!("{c:?}").contains("supersecret"));
         let s = VaultSource::new(&c).unwrap();

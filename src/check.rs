@@ -57,6 +57,15 @@ impl Checked {
     }
 }
 
+/// The client certificate and key files (what `PGSSLCERT`/`PGSSLKEY` name).
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    /// The certificate (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its key (PEM, 0600).
+    pub key: std::path::PathBuf,
+}
+
 /// How the check runs.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -67,12 +76,23 @@ pub struct CheckOptions {
 }
 
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
-pub async fn check(target: &Target, root: &Path, crl: &CrlPlan, options: &CheckOptions) -> Result<Checked, Error> {
+pub async fn check(
+    target: &Target,
+    root: &Path,
+    crl: &CrlPlan,
+    options: &CheckOptions,
+    client: Option<&ClientFiles>,
+) -> Result<Checked, Error> {
     let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let crl_checked = chain.crl_checked();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone(), provider.clone()));
-    let tls = crate::tls::client_config(verifier.clone(), provider).map_err(|e| Error::new(Exit::Software, e))?;
+    let identity = client
+        .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
+        .transpose()
+        .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?;
+    let tls = crate::tls::client_config(verifier.clone(), provider, identity)
+        .map_err(|e| Error::new(Exit::DataErr, e).context("client certificate"))?;
     let server = format!("{}:{}", target.host, target.port);
 
     // Channel binding is asked for first, so that the report can say it was used; a server (or

@@ -145,6 +145,11 @@ pub struct Options {
     #[arg(long, env = "LAUNCHER_CA", value_name = "REF")]
     pub ca: Option<String>,
 
+    /// A client certificate for mutual TLS, issued at start-up for the database user as its CN:
+    /// vault-pki:MOUNT/issue/ROLE. The app gets PGSSLCERT and PGSSLKEY (0600).
+    #[arg(long, env = "LAUNCHER_CLIENT_CERT", value_name = "REF")]
+    pub client_cert: Option<String>,
+
     /// Database host name (overrides the secret's `host`, which overrides PGHOST).
     #[arg(long, env = "LAUNCHER_HOST")]
     pub host: Option<String>,

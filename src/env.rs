@@ -12,6 +12,17 @@ use crate::cli::EnvFormat;
 use crate::plan::Plan;
 use crate::target::Target;
 
+/// The files the launcher wrote (or found) for libpq.
+#[derive(Debug)]
+pub struct Files<'a> {
+    /// The CA bundle.
+    pub root: &'a Path,
+    /// The `.pgpass` file, with `--password-via passfile`.
+    pub passfile: Option<&'a Path>,
+    /// The client certificate and key.
+    pub client: Option<&'a crate::check::ClientFiles>,
+}
+
 /// A value the launcher sets.
 #[derive(Debug)]
 pub enum Value {
@@ -46,13 +57,8 @@ pub struct ChildEnv {
 impl ChildEnv {
     /// Builds the environment for `target`, with the CA at `root`.
     #[must_use]
-    pub fn build(
-        plan: &Plan,
-        target: &Target,
-        root: &Path,
-        passfile: Option<&Path>,
-        lease: Option<&crate::LeaseInfo>,
-    ) -> Self {
+    pub fn build(plan: &Plan, target: &Target, files: &Files<'_>, lease: Option<&crate::LeaseInfo>) -> Self {
+        let (root, passfile) = (files.root, files.passfile);
         let parent = &plan.env;
         let mut warnings = Vec::new();
         if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
@@ -74,6 +80,10 @@ impl ChildEnv {
         }
         set.push(("PGSSLMODE", Value::Plain("verify-full".into())));
         set.push(("PGSSLROOTCERT", Value::Plain(root.display().to_string())));
+        if let Some(client) = files.client {
+            set.push(("PGSSLCERT", Value::Plain(client.cert.display().to_string())));
+            set.push(("PGSSLKEY", Value::Plain(client.key.display().to_string())));
+        }
         let mut named: Vec<(String, Value)> = Vec::new();
         if let Some(lease) = lease {
             named.push(("DB_CREDENTIALS_LEASE_ID".into(), Value::Plain(lease.id.clone())));
@@ -252,18 +262,25 @@ mod tests {
         };
         let names =
             |env: &ChildEnv| -> Vec<String> { env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect() };
-        let unused = ChildEnv::build(&plan(parent()), &target(), Path::new("/r"), None, None);
+        let unused = ChildEnv::build(
+            &plan(parent()),
+            &target(),
+            &Files { root: Path::new("/r"), passfile: None, client: None },
+            None,
+        );
         assert!(names(&unused).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()), "not used, not touched");
         assert!(!names(&unused).contains(&"VAULT_TOKEN".to_owned()));
         let used = plan_with(parent(), &["launcher", "--credentials", "aws-sm:db", "--", "true"]);
-        let env = ChildEnv::build(&used, &target(), Path::new("/r"), None, None);
+        let env =
+            ChildEnv::build(&used, &target(), &Files { root: Path::new("/r"), passfile: None, client: None }, None);
         assert!(!names(&env).iter().any(|n| n == "AWS_ACCESS_KEY_ID" || n == "AWS_SECRET_ACCESS_KEY"));
         assert!(names(&env).contains(&"AWS_REGION".to_owned()));
         let kept = plan_with(
             parent(),
             &["launcher", "--credentials", "aws-sm:db", "--keep-env", "AWS_ACCESS_KEY_ID,VAULT_TOKEN", "--", "true"],
         );
-        let env = ChildEnv::build(&kept, &target(), Path::new("/r"), None, None);
+        let env =
+            ChildEnv::build(&kept, &target(), &Files { root: Path::new("/r"), passfile: None, client: None }, None);
         assert!(names(&env).contains(&"AWS_ACCESS_KEY_ID".to_owned()));
         assert!(names(&env).contains(&"VAULT_TOKEN".to_owned()));
         assert!(!names(&env).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()));
@@ -291,7 +308,12 @@ mod tests {
             ("PGSSLMODE", "require"),
             ("PGHOST", "old"),
         ]);
-        let env = ChildEnv::build(&plan(parent), &target(), Path::new("/run/x/root.crt"), None, None);
+        let env = ChildEnv::build(
+            &plan(parent),
+            &target(),
+            &Files { root: Path::new("/run/x/root.crt"), passfile: None, client: None },
+            None,
+        );
         let pairs: Vec<(String, String)> =
             env.pairs().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
         let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -355,7 +377,7 @@ mod tests {
             ("PGHOST", "old.example"),
         ]);
         let p = plan_with(parent, &["launcher", "--pristine", "--keep-env", "APP_MODE", "--", "true"]);
-        let env = ChildEnv::build(&p, &target(), Path::new("/r"), None, None);
+        let env = ChildEnv::build(&p, &target(), &Files { root: Path::new("/r"), passfile: None, client: None }, None);
         let names: Vec<String> = env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
         for kept in ["PATH", "LC_ALL", "NOTIFY_SOCKET", "APP_MODE", "PGHOST", "PGSSLMODE"] {
             assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
@@ -366,7 +388,12 @@ mod tests {
 
     #[test]
     fn renders_redacted_unless_revealed() {
-        let env = ChildEnv::build(&plan(ParentEnv::default()), &target(), Path::new("/r/root.crt"), None, None);
+        let env = ChildEnv::build(
+            &plan(ParentEnv::default()),
+            &target(),
+            &Files { root: Path::new("/r/root.crt"), passfile: None, client: None },
+            None,
+        );
         let shell = env.render(EnvFormat::Shell, false);
         assert!(shell.contains("export PGPASSWORD='<redacted>'\n"), "{shell}");
         assert!(env.render(EnvFormat::Shell, true).contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use launcher_core::{DbSecret, Document, Lease, SecretBytes, SourceError};
 
-use crate::check::{CheckOptions, Checked, Report};
+use crate::check::{CheckOptions, Checked, ClientFiles, Report};
 use crate::cli::{Cli, Command, EnvFormat, OutputFormat, PasswordVia};
 use crate::env::ChildEnv;
 use crate::error::{Error, Exit, ResultExt};
@@ -69,6 +69,7 @@ struct Ready {
     runtime_dir: Option<RuntimeDir>,
     passfile: Option<PathBuf>,
     lease: Option<LeaseInfo>,
+    client: Option<ClientFiles>,
     checked: Option<Checked>,
 }
 
@@ -123,7 +124,8 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
     let ready = with_wait(&plan, || prepare(&plan, !matches!(mode, Mode::Env { .. }))).await?;
     let lease = if plan.export_lease { ready.lease.as_ref() } else { None };
-    let child = ChildEnv::build(&plan, &ready.target, &ready.root, ready.passfile.as_deref(), lease);
+    let files = env::Files { root: &ready.root, passfile: ready.passfile.as_deref(), client: ready.client.as_ref() };
+    let child = ChildEnv::build(&plan, &ready.target, &files, lease);
     child.warnings.iter().for_each(log::warn);
     match (mode, ready.checked) {
         (Mode::Env { format, reveal }, _) => print(&child.render(format, reveal)),
@@ -153,11 +155,11 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 /// Fetches, writes the CA file and (when `check`) checks the connection once.
 async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
     let started = std::time::Instant::now();
-    let (target, ca, lease) = fetch(plan).await?;
+    let Fetched { target, ca, lease, client } = fetch(plan).await?;
     log::debug(format!("secrets fetched in {} ms", started.elapsed().as_millis()));
     let lease = lease.map(|l| check_lease(plan, l)).transpose()?;
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
-    let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed {
+    let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
         Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref())?)
     } else {
         None
@@ -174,16 +176,23 @@ async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
         }
         _ => None,
     };
+    let client = match (client, &runtime_dir) {
+        (Some((cert, key)), Some(dir)) => Some(ClientFiles {
+            cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
+            key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
+        }),
+        _ => None,
+    };
     if !check {
-        return Ok(Ready { target, root, runtime_dir, passfile, lease, checked: None });
+        return Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: None });
     }
     let options =
         CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
     let started = std::time::Instant::now();
-    let checked = check::check(&target, &root, &plan.crl, &options).await;
+    let checked = check::check(&target, &root, &plan.crl, &options, client.as_ref()).await;
     log::debug(format!("connection check took {} ms", started.elapsed().as_millis()));
     match checked {
-        Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, lease, checked: Some(checked) }),
+        Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: Some(checked) }),
         Err(e) => {
             if let Some(dir) = runtime_dir {
                 dir.remove();
@@ -225,7 +234,16 @@ where
 }
 
 /// Reads the credentials and the CA concurrently and combines them with the plan.
-async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>, Option<Lease>), Error> {
+/// What `fetch` brings back.
+struct Fetched {
+    target: Target,
+    ca: Option<SecretBytes>,
+    lease: Option<Lease>,
+    /// Client certificate and key, PEM.
+    client: Option<(String, launcher_core::SecretString)>,
+}
+
+async fn fetch(plan: &Plan) -> Result<Fetched, Error> {
     let sources = Box::pin(Sources::new(plan)).await?;
     let credentials = async {
         let Some(reference) = &plan.credentials else {
@@ -255,8 +273,13 @@ async fn fetch(plan: &Plan) -> Result<(Target, Option<SecretBytes>, Option<Lease
         Ok(Some(pem))
     };
     let ((secret, lease), ca) = futures_util::future::try_join(credentials, ca).await?;
+    let target = Target::resolve(plan, secret)?;
+    let client = match &plan.client_cert {
+        Some(reference) => Some(sources.issue_client_cert(reference, &target.user).await?),
+        None => None,
+    };
     sources.finish(lease.is_some()).await?;
-    Ok((Target::resolve(plan, secret)?, ca, lease))
+    Ok(Fetched { target, ca, lease, client })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -135,6 +135,8 @@ pub struct Plan {
     pub credentials: Option<Reference>,
     /// The CA bundle.
     pub ca: CaPlan,
+    /// `--client-cert`: where to get a client certificate.
+    pub client_cert: Option<Reference>,
     /// Revocation lists for the check.
     pub crl: CrlPlan,
     /// Explicit connection settings.
@@ -194,6 +196,10 @@ impl Plan {
                 },
             },
         };
+        let client_cert = options.client_cert.as_deref().map(|t| reference("client-cert", t)).transpose()?;
+        if let Some(r) = client_cert.as_ref().filter(|r| r.scheme() != launcher_core::Scheme::VaultPki) {
+            return Err(Error::msg(Exit::Usage, format!("--client-cert: {r}: use vault-pki:MOUNT/issue/ROLE")));
+        }
         let crl = CrlPlan {
             file: env.get("PGSSLCRL").map(PathBuf::from).or_else(|| {
                 (env.get("PGSSLCRLDIR").is_none()).then(|| home.map(|h| h.join(".postgresql/root.crl"))).flatten()
@@ -203,13 +209,14 @@ impl Plan {
         let uses = |scheme| {
             credentials
                 .iter()
+                .chain(client_cert.iter())
                 .chain(match &ca {
                     CaPlan::Fetch(r) => Some(r),
                     CaPlan::Existing(_) => None,
                 })
                 .any(|r| r.scheme() == scheme)
         };
-        let uses_vault = uses(launcher_core::Scheme::Vault);
+        let uses_vault = uses(launcher_core::Scheme::Vault) || uses(launcher_core::Scheme::VaultPki);
         let uses_aws = uses(launcher_core::Scheme::AwsSm);
         // Bootstrap credentials the launcher used never reach the app, unless kept explicitly.
         let mut strip: Vec<&'static str> = vec!["VAULT_TOKEN", "BAO_TOKEN"];
@@ -235,6 +242,7 @@ impl Plan {
         Ok(Self {
             credentials,
             ca,
+            client_cert,
             crl,
             overrides: Overrides {
                 host: options.host.clone(),

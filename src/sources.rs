@@ -66,6 +66,26 @@ impl Sources {
         })
     }
 
+    /// Issues the client certificate `reference` names, for `common_name`: (certificate PEM,
+    /// key PEM).
+    pub async fn issue_client_cert(
+        &self,
+        reference: &Reference,
+        common_name: &str,
+    ) -> Result<(String, launcher_core::SecretString), Error> {
+        #[cfg(feature = "vault")]
+        if let Some(v) = &self.vault {
+            let issued = v.pki_issue(reference, common_name).await?;
+            crate::log::info(format!(
+                "client certificate for \"{common_name}\" issued by {reference} (serial {})",
+                issued.serial_number
+            ));
+            return Ok((issued.certificate, issued.private_key));
+        }
+        let _ = common_name;
+        Err(Error::msg(crate::error::Exit::Config, format!("{reference}: Vault is not configured")))
+    }
+
     /// Called once every secret is read: a Vault token the launcher logged in for is revoked,
     /// unless `lease_held` (a lease hangs on that token; revoking it would revoke the lease).
     pub async fn finish(&self, lease_held: bool) -> Result<(), Error> {
@@ -95,7 +115,7 @@ impl Sources {
     pub async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         match reference.scheme() {
             #[cfg(feature = "vault")]
-            Scheme::Vault => match &self.vault {
+            Scheme::Vault | Scheme::VaultPki => match &self.vault {
                 Some(v) => v.fetch(reference).await,
                 None => Err(not_configured(reference)),
             },

@@ -16,3 +16,4 @@ mod files;
 mod flow;
 mod hygiene;
 mod oracle;
+mod pki;

@@ -175,13 +175,44 @@ pub fn sni_name(host: &str) -> String {
 
 /// A rustls client configuration whose only verifier is `verifier` (TLS 1.2 and 1.3, as libpq's
 /// default `ssl_min_protocol_version` allows).
+/// With `client`, the configuration presents that certificate (`PGSSLCERT`/`PGSSLKEY`).
 pub fn client_config(
     verifier: Arc<LibpqVerifier>,
     provider: Arc<CryptoProvider>,
+    client: Option<ClientIdentity>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(verifier);
+    match client {
+        Some(id) => builder.with_client_auth_cert(id.chain, id.key),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// A client certificate chain and its key, read from the files libpq reads.
+#[derive(Debug)]
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Reads PEM files (any key type OpenSSL reads; the key is re-encoded as PKCS#8 for rustls).
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let chain = openssl::x509::X509::stack_from_pem(&read(cert)?)
+            .map_err(|_| format!("{}: no PEM certificate", cert.display()))?
+            .iter()
+            .map(|c| c.to_der().map(CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let key_pem = launcher_core::SecretBytes::new(read(key)?);
+        let pkcs8 = openssl::pkey::PKey::private_key_from_pem(key_pem.expose())
+            .and_then(|k| k.private_key_to_pkcs8())
+            .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8));
+        Ok(Self { chain, key })
+    }
 }

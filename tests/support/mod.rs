@@ -43,30 +43,24 @@ static SERVICES: OnceLock<Services> = OnceLock::new();
 
 /// The shared services, started on first use.
 pub fn services() -> &'static Services {
-    SERVICES.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The spawning thread must outlive the tests: PR_SET_PDEATHSIG fires when the thread
-        // that forked the child exits, not only the process.
-        std::thread::Builder::new()
-            .name("services".into())
-            .spawn(move || {
-                let started = std::panic::catch_unwind(start).map_err(|p| {
-                    p.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default()
-                });
-                let _ = tx.send(started);
-                loop {
-                    std::thread::park();
-                }
-            })
-            .expect("spawn services thread");
-        match rx.recv().expect("services thread") {
-            Ok(s) => s,
-            Err(message) => panic!("could not start the test services: {message}"),
+    SERVICES.get_or_init(|| on_keeper_thread(start))
+}
+
+/// Runs `f` on a thread that then lives as long as the test binary, and returns its result.
+/// Services shared between tests must be spawned this way: `PR_SET_PDEATHSIG` fires when the
+/// *thread* that forked them ends, and a test's thread ends with the test.
+pub fn on_keeper_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        loop {
+            std::thread::park();
         }
-    })
+    });
+    match rx.recv().expect("keeper thread") {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 fn start() -> Services {

@@ -94,6 +94,19 @@ impl Pg {
     /// As [`Pg::start_with`], on a given port, running `init_sql` in single-user mode before the
     /// server accepts any connection (e.g. roles a waiting client will log in as).
     pub fn start_on(dir: &Path, cert: &Path, key: &Path, tls: bool, port: u16, init_sql: Option<&str>) -> Self {
+        Self::start_custom(dir, cert, key, tls, port, init_sql, None)
+    }
+
+    /// As [`Pg::start_on`], with `custom` = (extra postgresql.conf lines, the whole pg_hba.conf).
+    pub fn start_custom(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        tls: bool,
+        port: u16,
+        init_sql: Option<&str>,
+        custom: Option<(&str, &str)>,
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
         let data = dir.join("data");
@@ -127,6 +140,13 @@ impl Pg {
         } else {
             conf += "ssl = off\n";
             "local all all trust\nhost all all 127.0.0.0/8 scram-sha-256\n"
+        };
+        let hba = match custom {
+            Some((extra, custom_hba)) => {
+                conf += extra;
+                custom_hba
+            }
+            None => hba,
         };
         let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         existing += &conf;

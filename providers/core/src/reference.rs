@@ -13,12 +13,14 @@ pub enum Scheme {
     File,
     /// AWS Secrets Manager: the locator is a secret name or ARN.
     AwsSm,
+    /// A Vault PKI mount: `MOUNT` for its CA chain, `MOUNT/issue/ROLE` to issue a certificate.
+    VaultPki,
 }
 
 impl Scheme {
     /// Every scheme with its prefix, in the order they are listed to users.
     pub const ALL: &'static [(Scheme, &'static str)] =
-        &[(Scheme::Vault, "vault"), (Scheme::File, "file"), (Scheme::AwsSm, "aws-sm")];
+        &[(Scheme::Vault, "vault"), (Scheme::File, "file"), (Scheme::AwsSm, "aws-sm"), (Scheme::VaultPki, "vault-pki")];
 
     /// The prefix users write before the colon.
     #[must_use]
@@ -140,6 +142,6 @@ mod tests {
         assert!(matches!(Reference::parse("vault:"), Err(ReferenceError::EmptyLocator(_))));
         assert!(matches!(Reference::parse("vault:secret/x#"), Err(ReferenceError::EmptyField(_))));
         let msg = Reference::parse("s3:x").unwrap_err().to_string();
-        assert!(msg.contains("vault:, file:, aws-sm:"), "{msg}");
+        assert!(msg.contains("vault:, file:, aws-sm:, vault-pki:"), "{msg}");
     }
 }

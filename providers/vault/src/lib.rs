@@ -281,6 +281,9 @@ impl rustify::endpoint::Endpoint for RawRead {
 
 impl SecretSource for VaultSource {
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
+        if reference.scheme() == launcher_core::Scheme::VaultPki {
+            return self.pki_ca_chain(reference).await;
+        }
         Ok(self.fetch_leased(reference).await?.0)
     }
 
@@ -315,7 +318,54 @@ impl SecretSource for VaultSource {
     }
 }
 
+/// A certificate issued by a PKI mount in one call, so that key and certificate match.
+pub struct IssuedCert {
+    /// The certificate, PEM (public).
+    pub certificate: String,
+    /// Its private key, PEM.
+    pub private_key: SecretString,
+    /// Its serial number (logged).
+    pub serial_number: String,
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert").field("serial_number", &self.serial_number).finish_non_exhaustive()
+    }
+}
+
 impl VaultSource {
+    /// The CA chain of a PKI mount (`vault-pki:MOUNT`), PEM.
+    async fn pki_ca_chain(&self, reference: &Reference) -> Result<Document, SourceError> {
+        let mount = reference.locator().trim_matches('/');
+        let data =
+            get(&self.client, format!("{mount}/cert/ca_chain")).await.map_err(|e| self.map_error(e, reference))?;
+        let pem = ["ca_chain", "certificate"]
+            .iter()
+            .find_map(|k| data.get(*k).and_then(serde_json::Value::as_str).filter(|p| !p.is_empty()))
+            .ok_or_else(|| SourceError::bad_content(reference, "the PKI mount returned no CA chain"))?;
+        Ok(Document::Blob(launcher_core::SecretBytes::new(pem.as_bytes().to_vec())))
+    }
+
+    /// Issues a certificate for `common_name` from `vault-pki:MOUNT/issue/ROLE`.
+    pub async fn pki_issue(&self, reference: &Reference, common_name: &str) -> Result<IssuedCert, SourceError> {
+        let (mount, role) =
+            reference.locator().trim_matches('/').split_once("/issue/").ok_or_else(|| SourceError::Config {
+                reference: reference.to_string(),
+                problem: "a client certificate reference is vault-pki:MOUNT/issue/ROLE".into(),
+            })?;
+        let mut options = vaultrs::api::pki::requests::GenerateCertificateRequest::builder();
+        options.common_name(common_name);
+        let issued = vaultrs::pki::cert::generate(&self.client, mount, role, Some(&mut options))
+            .await
+            .map_err(|e| self.map_error(e, reference))?;
+        Ok(IssuedCert {
+            certificate: issued.certificate,
+            private_key: SecretString::new(issued.private_key),
+            serial_number: issued.serial_number,
+        })
+    }
+
     /// The lease of a raw answer, with the TTL of the token it hangs on.
     async fn lease_of(&self, answer: &serde_json::Value, reference: &Reference) -> Result<Option<Lease>, SourceError> {
         let id = answer.get("lease_id").and_then(serde_json::Value::as_str).unwrap_or_default();

@@ -1,0 +1,123 @@
+//! Vault's PKI engine: the CA chain of a mount as the trust anchor (the server certificate was
+//! issued by the same PKI, no file distributed), and client certificates issued at start-up for
+//! mutual TLS: certificate authentication with no password, and SCRAM with
+//! `clientcert=verify-full`.
+
+use std::sync::OnceLock;
+
+use crate::support::{self, Pg, Run, bao::ROOT_TOKEN, canary, launcher, pg::psql, services, unique};
+
+struct PkiServer {
+    pg: Pg,
+}
+
+/// A PKI mount (root CA, a server role, a client role) and a PostgreSQL serving a certificate
+/// issued by it, trusting it for client certificates: `certuser` logs in by certificate alone,
+/// everyone else by SCRAM and a verified client certificate.
+fn pki_server() -> &'static PkiServer {
+    static SERVER: OnceLock<PkiServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let s = services();
+        let bao = &s.bao;
+        bao.api("POST", "/v1/sys/mounts/pki", Some(&serde_json::json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}})));
+        bao.api(
+            "POST",
+            "/v1/pki/root/generate/internal",
+            Some(&serde_json::json!({"common_name": "launcher pki root", "ttl": "8760h", "key_type": "ec", "key_bits": 256})),
+        );
+        bao.api(
+            "POST",
+            "/v1/pki/roles/server",
+            Some(&serde_json::json!({"allowed_domains": ["localhost"], "allow_bare_domains": true, "allow_ip_sans": true,
+                "key_type": "ec", "key_bits": 256, "max_ttl": "72h"})),
+        );
+        bao.api(
+            "POST",
+            "/v1/pki/roles/client",
+            Some(&serde_json::json!({"allow_any_name": true, "enforce_hostnames": false, "server_flag": false,
+                "client_flag": true, "key_type": "ec", "key_bits": 256, "max_ttl": "72h"})),
+        );
+        let issued =
+            bao.api("POST", "/v1/pki/issue/server", Some(&serde_json::json!({"common_name": "localhost", "ip_sans": "127.0.0.1"})));
+        let dir = s.root.join("pg-pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key, ca) = (dir.join("issued.crt"), dir.join("issued.key"), dir.join("pki-ca.crt"));
+        std::fs::write(&cert, issued["data"]["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(&key, issued["data"]["private_key"].as_str().unwrap()).unwrap();
+        std::fs::write(&ca, issued["data"]["issuing_ca"].as_str().unwrap()).unwrap();
+        if support::is_root() {
+            let out = support::run_ok(std::process::Command::new("id").args(["-u", "postgres"]));
+            let uid: u32 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+            std::os::unix::fs::chown(&ca, Some(uid), None).unwrap();
+        }
+        let extra = format!("ssl_ca_file = '{}'\n", ca.display());
+        let hba = "local all all trust\nhostssl all certuser 127.0.0.0/8 cert\n\
+                   hostssl all all 127.0.0.0/8 scram-sha-256 clientcert=verify-full\n";
+        let pg = support::on_keeper_thread(move || {
+            Pg::start_custom(
+                &dir,
+                &cert,
+                &key,
+                true,
+                support::free_port_pair(),
+                Some("CREATE ROLE certuser LOGIN;"),
+                Some((&extra, hba)),
+            )
+        });
+        PkiServer { pg }
+    })
+}
+
+fn launch(home: &std::path::Path, port: u16) -> std::process::Command {
+    let mut c = launcher(home);
+    c.env("VAULT_ADDR", &services().bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
+        "--ca",
+        "vault-pki:pki",
+        "--host",
+        "localhost",
+        "--port",
+        &port.to_string(),
+        "--dbname",
+        "postgres",
+    ]);
+    c
+}
+
+const WHO: &str = "select current_user, ssl, client_dn from pg_stat_ssl where pid = pg_backend_pid()";
+
+#[test]
+fn certificate_authentication_with_no_password() {
+    let server = pki_server();
+    let home = support::home(&unique("pki"));
+    let run = Run::of(
+        launch(&home, server.pg.port)
+            .args(["--user", "certuser", "--client-cert", "vault-pki:pki/issue/client", "--"])
+            .arg(psql())
+            .args(["-XAtc", WHO]),
+    );
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "certuser|t|/CN=certuser", "{run}");
+    assert!(run.stderr.contains("client certificate for \"certuser\" issued by vault-pki:pki/issue/client"), "{run}");
+    // Without a client certificate the server refuses; the launcher says so before the app runs.
+    Run::of(launch(&home, server.pg.port).args(["--user", "certuser", "--", "true"]))
+        .assert_fails(77, "connection requires a valid client certificate");
+}
+
+#[test]
+fn scram_with_clientcert_verify_full() {
+    let server = pki_server();
+    let role = unique("mtls");
+    let password = canary();
+    server.pg.create_role(&role, &password);
+    let home = support::home(&role);
+    let kv = format!("pki/{role}");
+    services().bao.put_kv2(&kv, &serde_json::json!({"username": role, "password": password}));
+    let script = format!("stat -c %a \"$PGSSLKEY\"; {} -XAtc \"{WHO}\"", psql().display());
+    let run = Run::of(
+        launch(&home, server.pg.port)
+            .args(["--credentials", &format!("vault:secret/{kv}"), "--client-cert", "vault-pki:pki/issue/client"])
+            .args(["--", "sh", "-c", &script]),
+    );
+    run.assert_ok().assert_no_leak(&password);
+    assert_eq!(run.stdout.trim(), format!("600\n{role}|t|/CN={role}"), "{run}");
+}

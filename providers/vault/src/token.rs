@@ -34,7 +34,7 @@ pub fn resolve_token(
     home: Option<&Path>,
 ) -> Result<(SecretString, TokenOrigin), SourceError> {
     if let Some(path) = token_file {
-        return Ok((read_token_file(path)?, TokenOrigin::File(path.to_owned())));
+        return Ok((crate::auth::read_secret_file(path, "Vault token")?, TokenOrigin::File(path.to_owned())));
     }
     for name in ["VAULT_TOKEN", "BAO_TOKEN"] {
         if let Some(value) = env(name).filter(|v| !v.is_empty()) {
@@ -44,33 +44,13 @@ pub fn resolve_token(
     if let Some(home) = home {
         let helper = home.join(".vault-token");
         if helper.is_file() {
-            return Ok((read_token_file(&helper)?, TokenOrigin::Helper(helper)));
+            return Ok((crate::auth::read_secret_file(&helper, "Vault token")?, TokenOrigin::Helper(helper)));
         }
     }
     Err(SourceError::Config {
         reference: "Vault token".into(),
         problem: "none found: set VAULT_TOKEN (or BAO_TOKEN), pass --vault-token-file, or log in so that ~/.vault-token exists".into(),
     })
-}
-
-fn read_token_file(path: &Path) -> Result<SecretString, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
-        reference: "Vault token".into(),
-        path: path.display().to_string(),
-        source,
-    })?;
-    let mut token = SecretString::new(text);
-    let trimmed = token.expose().trim();
-    if trimmed.len() != token.expose().len() {
-        token = SecretString::new(trimmed.to_owned());
-    }
-    if token.expose().is_empty() {
-        return Err(SourceError::Config {
-            reference: "Vault token".into(),
-            problem: format!("{} is empty", path.display()),
-        });
-    }
-    Ok(token)
 }
 
 #[cfg(test)]

@@ -27,6 +27,13 @@ pub fn database_engine() {
                 "username": "vaultadmin", "password": admin_password, "allowed_roles": "*",
                 "password_authentication": "scram-sha-256"})),
         );
+        // A static role: an existing user whose password Vault rotates (it sets one at once).
+        s.pg.create_role("static_app", &canary());
+        s.bao.api(
+            "POST",
+            "/v1/database/static-roles/static",
+            Some(&serde_json::json!({"db_name": "pg", "username": "static_app", "rotation_period": "1h"})),
+        );
         let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
         for (role, ttl) in [("app", "1h"), ("short", "60s")] {
             s.bao.api(
@@ -99,4 +106,20 @@ fn min_ttl_refuses_credentials_that_end_too_soon() {
     let run = Run::of(dynamic("app", token).args(["--min-ttl", "5m", "--", "true"]));
     run.assert_fails(78, "sooner than --min-ttl 300s").assert_no_leak(token);
     assert!(run.stderr.contains("the token it hangs on expires sooner"), "{run}");
+}
+
+#[test]
+fn static_credentials_connect_with_the_password_vault_rotated() {
+    let script = format!("{} -XAtc 'select current_user'", psql().display());
+    let run = Run::of(dynamic("app", ROOT_TOKEN).args([
+        "--credentials",
+        "vault:database/static-creds/static",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "static_app", "{run}");
+    assert!(!run.stderr.contains("lease "), "static credentials carry no lease: {run}");
 }

@@ -55,6 +55,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `launcher man > /usr/local/share/man/man1/launcher.1`.
+    Man,
     /// Print the environment the app would get (the password redacted unless --reveal).
     #[command(args_override_self = true)]
     Env {

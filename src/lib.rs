@@ -49,6 +49,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         None => (cli.options, Mode::Launch(cli.program)),
         Some(Command::Check { options, output }) => (options, Mode::Check(output)),
         Some(Command::Env { options, format, reveal }) => (options, Mode::Env { format, reveal }),
+        Some(Command::Completions { shell }) => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "launcher", &mut out);
+            return std::io::stdout().lock().write_all(&out).exit(Exit::Software);
+        }
+        Some(Command::Man) => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out).exit(Exit::Software)?;
+            return std::io::stdout().lock().write_all(&out).exit(Exit::Software);
+        }
     };
     if let Some(path) = options.config.clone() {
         config::load(&path)?.fill(&mut options);

@@ -17,3 +17,4 @@ mod flow;
 mod hygiene;
 mod oracle;
 mod pki;
+mod ship;

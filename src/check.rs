@@ -107,8 +107,8 @@ pub async fn check(
         channel_binding = false;
         connected = connect(target, &tls, options.timeout, false).await;
     }
-    let client = match connected {
-        Ok(client) => client,
+    let (client, connection) = match connected {
+        Ok(pair) => pair,
         Err(Failure::Timeout) => {
             return Err(Error::msg(
                 Exit::Unavailable,
@@ -121,7 +121,10 @@ pub async fn check(
         .query_one("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
         .await
         .map_err(|e| Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}")))?;
+    // Close the session properly (Terminate, then the socket) before anything execs: otherwise
+    // the socket only closes with the exec and the server logs an unexpected EOF.
     drop(client);
+    let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
     let ssl: bool = row.get(0);
     if !ssl {
         return Err(Error::msg(Exit::Tls, format!("{server}: pg_stat_ssl says this session is not encrypted")));
@@ -162,7 +165,7 @@ async fn connect(
     tls: &rustls::ClientConfig,
     timeout: Duration,
     channel_binding: bool,
-) -> Result<tokio_postgres::Client, Failure> {
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>), Failure> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&target.host)
@@ -185,10 +188,7 @@ async fn connect(
     match connected {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => Err(Failure::Postgres(e)),
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
+        Ok(Ok((client, connection))) => Ok((client, tokio::spawn(connection))),
     }
 }
 

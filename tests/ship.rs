@@ -39,3 +39,71 @@ fn the_systemd_unit_example_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
 }
+
+/// An example YAML file as JSON (parsed by PyYAML from the repo's .venv).
+fn yaml(path: &str) -> serde_json::Value {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let file = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .args(["-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))", &file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_compose_example_runs_its_launcher_flags_against_real_services() {
+    let s = crate::support::services();
+    let docs = yaml("examples/compose.yaml");
+    let services = &docs[0]["services"];
+    for name in ["certs", "postgres", "openbao", "seed", "app"] {
+        assert!(services[name].is_object(), "service {name}");
+    }
+    let pg = services["postgres"]["command"][2].as_str().unwrap();
+    assert!(pg.contains("hostssl all all all scram-sha-256") && pg.contains("ssl=on"), "{pg}");
+    assert!(!pg.contains("\nhost "), "no plain host line");
+    // The app's flags, as Compose would pass them to the launcher, against the tests' services.
+    let f = crate::support::Fixture::new();
+    s.bao.put_kv2(
+        "app/db",
+        &serde_json::json!({"username": f.role, "password": f.password, "host": "localhost", "port": s.pg.port,
+            "dbname": "postgres", "ca_pem": std::fs::read_to_string(&s.certs.ca).unwrap()}),
+    );
+    let mut args = strings(&services["app"]["command"]);
+    let program = args.iter().position(|a| a == "--").unwrap() + 1;
+    args[program] = crate::support::pg::psql().display().to_string();
+    let run = Run::of(
+        crate::support::launcher(&f.home)
+            .env("VAULT_ADDR", &s.bao.addr)
+            .env("VAULT_TOKEN", crate::support::bao::ROOT_TOKEN)
+            .args(&args),
+    );
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "connected over TLSv1.3", "{run}");
+}
+
+#[test]
+fn the_kubernetes_example_takes_the_kubernetes_login_path() {
+    let docs = yaml("examples/kubernetes/deployment.yaml");
+    let deployment = docs.as_array().unwrap().iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut args = strings(&container["args"]);
+    let addr =
+        container["env"].as_array().unwrap().iter().find(|e| e["name"] == "VAULT_ADDR").unwrap()["value"].clone();
+    // Outside a pod there is no service-account token: the launcher must get as far as reading it.
+    let dashes = args.iter().position(|a| a == "--").unwrap();
+    args.splice(dashes..dashes, ["--vault-jwt-file".to_owned(), "/nonexistent/sa/token".to_owned()]);
+    let h = home(&unique("k8s-example"));
+    Run::of(
+        crate::support::launcher(&h)
+            .env("VAULT_ADDR", addr.as_str().unwrap())
+            .env("VAULT_CACERT", &crate::support::services().certs.ca)
+            .args(&args),
+    )
+    .assert_fails(73, "Kubernetes service-account token: cannot read /nonexistent/sa/token");
+}

@@ -85,7 +85,7 @@ pub async fn check(
 ) -> Result<Checked, Error> {
     let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let crl_checked = chain.crl_checked();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone(), provider.clone()));
     let identity = client
         .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_postgres::config::{ChannelBinding, SslMode};
@@ -12,7 +12,7 @@ use tokio_postgres::config::{ChannelBinding, SslMode};
 use crate::error::{Error, Exit};
 use crate::plan::CrlPlan;
 use crate::target::Target;
-use crate::tls::{CertInfo, Chain, LibpqVerifier, Refusal};
+use crate::tls::{CertInfo, Chain, LibpqVerifier, Pending, Refusal};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
 #[derive(Debug, Clone, Serialize)]
@@ -82,10 +82,18 @@ pub async fn check(
     crl: &CrlPlan,
     options: &CheckOptions,
     client: Option<&ClientFiles>,
+    openssl: Pending,
 ) -> Result<Checked, Error> {
-    let chain = Chain::load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
+    let chain = openssl
+        .wait()
+        .and_then(|context| Chain::load(context, root, crl.file.as_deref(), crl.dir.as_deref()))
+        .map_err(|e| Error::new(Exit::Tls, e))?;
     let crl_checked = chain.crl_checked();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // PostgreSQL's default ssl_ecdh_curve (prime256v1) is the only group a default server
+    // accepts: a key share for X25519 first would cost a HelloRetryRequest round trip.
+    provider.kx_groups.sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
+    let provider = Arc::new(provider);
     let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone(), provider.clone()));
     let identity = client
         .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
@@ -98,6 +106,7 @@ pub async fn check(
     // Channel binding is asked for first, so that the report can say it was used; a server (or
     // a certificate signature algorithm) without it gets a second, ordinary attempt.
     let mut channel_binding = target.password.is_some();
+    let mut started = Instant::now();
     let mut connected = connect(target, &tls, options.timeout, channel_binding).await;
     if channel_binding
         && connected
@@ -105,6 +114,7 @@ pub async fn check(
             .is_err_and(|e| matches!(e, Failure::Postgres(e) if e.to_string().contains("channel binding")))
     {
         channel_binding = false;
+        started = Instant::now();
         connected = connect(target, &tls, options.timeout, false).await;
     }
     let (client, connection) = match connected {
@@ -117,14 +127,29 @@ pub async fn check(
         }
         Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
     };
+    let authenticated = Instant::now();
     let row = client
         .query_one("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
         .await
         .map_err(|e| Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}")))?;
     // Close the session properly (Terminate, then the socket) before anything execs: otherwise
     // the socket only closes with the exec and the server logs an unexpected EOF.
+    let queried = Instant::now();
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+    if let Some((arrived, verified)) = verifier.seen().verified {
+        let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
+        crate::log::debug(format!(
+            "check: server certificate after {:.1} ms (TCP, SSLRequest, the server's TLS hello and signature), \
+             verified in {:.1} ms, authenticated in {:.1} ms (TLS finish, SCRAM, backend start), \
+             pg_stat_ssl read in {:.1} ms, session closed in {:.1} ms",
+            ms(started, arrived),
+            ms(arrived, verified),
+            ms(verified, authenticated),
+            ms(authenticated, queried),
+            ms(queried, Instant::now()),
+        ));
+    }
     let ssl: bool = row.get(0);
     if !ssl {
         return Err(Error::msg(Exit::Tls, format!("{server}: pg_stat_ssl says this session is not encrypted")));

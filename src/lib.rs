@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use launcher_core::{DbSecret, Document, Lease, SecretBytes, SourceError};
+use launcher_core::{DbSecret, Document, Lease, Reference, SecretBytes, SourceError};
 
 use crate::check::{CheckOptions, Checked, ClientFiles, Report};
 use crate::cli::{Cli, Command, EnvFormat, OutputFormat, PasswordVia};
@@ -164,9 +164,10 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 
 /// Fetches, writes the CA file and (when `check`) checks the connection once.
 async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
+    let openssl = check.then(tls::Context::in_background);
     let started = std::time::Instant::now();
     let Fetched { target, ca, lease, client } = fetch(plan).await?;
-    log::debug(format!("secrets fetched in {} ms", started.elapsed().as_millis()));
+    log::debug(format!("secrets fetched in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
     let lease = lease.map(|l| check_lease(plan, l)).transpose()?;
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
     let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
@@ -193,14 +194,14 @@ async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
         }),
         _ => None,
     };
-    if !check {
+    let Some(openssl) = openssl else {
         return Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: None });
-    }
+    };
     let options =
         CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
     let started = std::time::Instant::now();
-    let checked = check::check(&target, &root, &plan.crl, &options, client.as_ref()).await;
-    log::debug(format!("connection check took {} ms", started.elapsed().as_millis()));
+    let checked = check::check(&target, &root, &plan.crl, &options, client.as_ref(), openssl).await;
+    log::debug(format!("connection check took {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
     match checked {
         Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: Some(checked) }),
         Err(e) => {
@@ -255,34 +256,31 @@ struct Fetched {
 
 async fn fetch(plan: &Plan) -> Result<Fetched, Error> {
     let sources = Box::pin(Sources::new(plan)).await?;
-    let credentials = async {
-        let Some(reference) = &plan.credentials else {
-            return Ok((DbSecret::default(), None));
-        };
-        let (mut document, lease) = sources.fetch_leased(reference).await?;
-        if reference.field().is_some() {
-            // A field that itself holds the JSON credentials (e.g. an RDS secret in one KV field).
-            document = Document::Blob(document.select(reference)?);
+    let ((secret, lease), ca) = match (&plan.credentials, &plan.ca) {
+        // One secret holding both (`vault:secret/app/db` and `…#ca_pem`) is read once: one
+        // round trip fewer, and a dynamic secret is not issued twice.
+        (Some(creds), CaPlan::Fetch(ca)) if creds.same_document(ca) => {
+            let (document, lease) = sources.fetch_leased(creds).await?;
+            let pem = ca_bundle(document.clone(), ca)?;
+            (credentials(document, lease, creds)?, Some(pem))
         }
-        let fields = document.into_fields(reference)?;
-        let secret = DbSecret::from_fields(&fields, reference)?;
-        log::info(format!("credentials from {reference} (fields: {})", fields.names()));
-        Ok::<_, SourceError>((secret, lease))
-    };
-    let ca = async {
-        let CaPlan::Fetch(reference) = &plan.ca else {
-            return Ok(None);
-        };
-        let pem = sources.fetch(reference).await?.select(reference)?;
-        if !contains(pem.expose(), b"-----BEGIN CERTIFICATE-----") {
-            return Err(SourceError::bad_content(
-                reference,
-                "is not a PEM certificate bundle (no BEGIN CERTIFICATE line)",
-            ));
+        _ => {
+            let creds = async {
+                let Some(reference) = &plan.credentials else {
+                    return Ok((DbSecret::default(), None));
+                };
+                let (document, lease) = sources.fetch_leased(reference).await?;
+                credentials(document, lease, reference)
+            };
+            let ca = async {
+                let CaPlan::Fetch(reference) = &plan.ca else {
+                    return Ok(None);
+                };
+                ca_bundle(sources.fetch(reference).await?, reference).map(Some)
+            };
+            futures_util::future::try_join(creds, ca).await?
         }
-        Ok(Some(pem))
     };
-    let ((secret, lease), ca) = futures_util::future::try_join(credentials, ca).await?;
     let target = Target::resolve(plan, secret)?;
     let client = match &plan.client_cert {
         Some(reference) => Some(sources.issue_client_cert(reference, &target.user).await?),
@@ -290,6 +288,31 @@ async fn fetch(plan: &Plan) -> Result<Fetched, Error> {
     };
     sources.finish(lease.is_some()).await?;
     Ok(Fetched { target, ca, lease, client })
+}
+
+/// The database credentials in `document`, which `reference` was read into.
+fn credentials(
+    mut document: Document,
+    lease: Option<Lease>,
+    reference: &Reference,
+) -> Result<(DbSecret, Option<Lease>), SourceError> {
+    if reference.field().is_some() {
+        // A field that itself holds the JSON credentials (e.g. an RDS secret in one KV field).
+        document = Document::Blob(document.select(reference)?);
+    }
+    let fields = document.into_fields(reference)?;
+    let secret = DbSecret::from_fields(&fields, reference)?;
+    log::info(format!("credentials from {reference} (fields: {})", fields.names()));
+    Ok((secret, lease))
+}
+
+/// The PEM CA bundle `reference` selects from `document`.
+fn ca_bundle(document: Document, reference: &Reference) -> Result<SecretBytes, SourceError> {
+    let pem = document.select(reference)?;
+    if !contains(pem.expose(), b"-----BEGIN CERTIFICATE-----") {
+        return Err(SourceError::bad_content(reference, "is not a PEM certificate bundle (no BEGIN CERTIFICATE line)"));
+    }
+    Ok(pem)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

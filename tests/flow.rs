@@ -20,6 +20,48 @@ fn psql_connects_over_verified_tls_with_only_the_env_it_gets() {
 }
 
 #[test]
+fn verbose_says_where_the_time_goes() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().args(["-v", "--", "true"]));
+    run.assert_ok().assert_no_leak(&f.password);
+    for phase in [
+        "secrets fetched in ",
+        "check: server certificate after ",
+        " ms (TCP, SSLRequest, the server's TLS hello and signature), verified in ",
+        " ms, authenticated in ",
+        " ms (TLS finish, SCRAM, backend start), pg_stat_ssl read in ",
+        "connection check took ",
+    ] {
+        assert!(run.stderr.contains(phase), "no {phase:?} in:\n{run}");
+    }
+}
+
+#[test]
+fn each_secret_is_read_once_however_many_references_name_it() {
+    let f = Fixture::new();
+    let bao = &services().bao;
+    Run::of(f.launcher().args(["--", "true"])).assert_ok();
+    // --credentials and --ca name one secret: one mount lookup, one read.
+    assert_eq!(bao.audited_reads(&format!("sys/internal/ui/mounts/secret/{}", f.kv_path)), 1);
+    assert_eq!(bao.audited_reads(&format!("secret/data/{}", f.kv_path)), 1);
+
+    let ca_path = format!("tests/{}-ca", f.role);
+    bao.put_kv2(&ca_path, &serde_json::json!({ "pem": std::fs::read_to_string(&services().certs.ca).unwrap() }));
+    let mut cmd = launcher(&f.home);
+    cmd.env("VAULT_ADDR", &bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
+        "--credentials",
+        &f.credentials(),
+        "--ca",
+        &format!("vault:secret/{ca_path}#pem"),
+        "--",
+        "true",
+    ]);
+    Run::of(&mut cmd).assert_ok();
+    assert_eq!(bao.audited_reads(&format!("secret/data/{}", f.kv_path)), 2);
+    assert_eq!(bao.audited_reads(&format!("secret/data/{ca_path}")), 1);
+}
+
+#[test]
 fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
     let f = Fixture::new();
     let mut cmd = launcher(&f.home);

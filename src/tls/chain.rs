@@ -15,7 +15,7 @@ use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod};
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Lookup, X509StoreRef};
 use openssl::x509::verify::X509VerifyFlags;
-use openssl::x509::{X509, X509PurposeId, X509StoreContext};
+use openssl::x509::{X509, X509PurposeId, X509Ref, X509StoreContext};
 
 use super::info::{CertInfo, cert_info};
 
@@ -64,16 +64,67 @@ impl std::fmt::Debug for Chain {
     }
 }
 
+/// The part of [`Chain::load`] that does not depend on the root file: OpenSSL's start-up,
+/// openssl.cnf, and two `SSL_CTX`s (one only to read the configured security level). That is
+/// about 2 ms of CPU, which a launch spends on another core while it waits for its secrets
+/// ([`Context::in_background`]).
+pub struct Context {
+    builder: SslContextBuilder,
+    level: u32,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("level", &self.level).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Starts OpenSSL and makes a client context as libpq's `initialize_SSL` does.
+    pub fn new() -> Result<Self, ChainError> {
+        let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
+        // A client SSL_CTX picks up openssl.cnf's system defaults (Debian: SECLEVEL=2), as libpq's does.
+        let level = SslContext::builder(SslMethod::tls_client()).map_err(internal)?.build().security_level();
+        let builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
+        Ok(Self { builder, level })
+    }
+
+    /// [`Context::new`] on its own thread; [`Pending::wait`] takes the result.
+    #[must_use]
+    pub fn in_background() -> Pending {
+        Pending(std::thread::Builder::new().name("openssl".into()).spawn(Self::new).ok())
+    }
+}
+
+/// A [`Context`] being made on another thread.
+#[derive(Debug)]
+pub struct Pending(Option<std::thread::JoinHandle<Result<Context, ChainError>>>);
+
+impl Pending {
+    /// The context, made here if the thread could not be started.
+    pub fn wait(self) -> Result<Context, ChainError> {
+        match self.0 {
+            Some(handle) => {
+                handle.join().map_err(|_| ChainError::Internal("the OpenSSL start-up thread panicked".into()))?
+            }
+            None => Context::new(),
+        }
+    }
+}
+
 impl Chain {
-    /// Loads the root file and the CRLs as libpq's `initialize_SSL` does.
-    pub fn load(root: &Path, crl_file: Option<&Path>, crl_dir: Option<&Path>) -> Result<Self, ChainError> {
+    /// Loads the root file and the CRLs into `context` as libpq's `initialize_SSL` does.
+    pub fn load(
+        context: Context,
+        root: &Path,
+        crl_file: Option<&Path>,
+        crl_dir: Option<&Path>,
+    ) -> Result<Self, ChainError> {
         if std::fs::metadata(root).is_err() {
             return Err(ChainError::RootMissing(root.to_owned()));
         }
         let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
-        // A client SSL_CTX picks up openssl.cnf's system defaults (Debian: SECLEVEL=2), as libpq's does.
-        let level = SslContext::builder(SslMethod::tls_client()).map_err(internal)?.build().security_level();
-        let mut builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
+        let Context { mut builder, level } = context;
         builder
             .set_ca_file(root)
             .map_err(|e| ChainError::RootUnreadable { path: root.to_owned(), reason: first_reason(&e) })?;
@@ -110,10 +161,9 @@ impl Chain {
         self.context.cert_store()
     }
 
-    /// `X509_verify_cert` on the chain the server sent (leaf first). On success, the chain
-    /// OpenSSL built, leaf to trust anchor.
-    pub fn verify(&self, leaf_der: &[u8], intermediates: &[&[u8]]) -> Result<Vec<CertInfo>, ChainError> {
-        let leaf = X509::from_der(leaf_der).map_err(|_| ChainError::Unparsable)?;
+    /// `X509_verify_cert` on the chain the server sent (the parsed leaf, then the others as
+    /// DER). On success, the chain OpenSSL built, leaf to trust anchor.
+    pub fn verify(&self, leaf: &X509Ref, intermediates: &[&[u8]]) -> Result<Vec<CertInfo>, ChainError> {
         let mut untrusted = Stack::new().map_err(|e| ChainError::Internal(e.to_string()))?;
         for der in intermediates {
             let cert = X509::from_der(der).map_err(|_| ChainError::Unparsable)?;
@@ -121,7 +171,7 @@ impl Chain {
         }
         let mut ctx = X509StoreContext::new().map_err(|e| ChainError::Internal(e.to_string()))?;
         let outcome = ctx
-            .init(self.store(), &leaf, &untrusted, |c| {
+            .init(self.store(), leaf, &untrusted, |c| {
                 let ok = c.verify_cert()?;
                 let subject = c
                     .current_cert()

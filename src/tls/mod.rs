@@ -11,13 +11,14 @@ mod hostname;
 pub mod info;
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-pub use chain::{Chain, ChainError};
+pub use chain::{Chain, ChainError, Context, Pending};
 pub use info::CertInfo;
 
 /// Why the verifier refused the server, in libpq's words.
@@ -39,6 +40,9 @@ pub struct Seen {
     pub chain: Vec<CertInfo>,
     /// Set when the verifier said no.
     pub refusal: Option<Refusal>,
+    /// When the server's certificate arrived, and when its verdict was given: for `-v`'s
+    /// account of where the check's time goes.
+    pub verified: Option<(Instant, Instant)>,
 }
 
 /// libpq's verify-full as a rustls verifier. One per connection: it knows the host to check and
@@ -72,7 +76,7 @@ impl LibpqVerifier {
                 .collect();
         }
         let others: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
-        let built = self.chain.verify(end_entity, &others)?;
+        let built = self.chain.verify(&leaf, &others)?;
         hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))?;
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).chain = built;
         Ok(())
@@ -88,7 +92,10 @@ impl ServerCertVerifier for LibpqVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.judge(end_entity, intermediates) {
+        let arrived = Instant::now();
+        let verdict = self.judge(end_entity, intermediates);
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).verified = Some((arrived, Instant::now()));
+        match verdict {
             Ok(()) => Ok(ServerCertVerified::assertion()),
             Err(refusal) => {
                 let error = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
@@ -154,11 +161,10 @@ fn bad_key() -> rustls::Error {
     rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
 }
 
-/// The certificate's SubjectPublicKeyInfo, as OpenSSL reads it.
-fn spki_of(cert: &CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
-    let cert = info::parse(cert).ok_or_else(bad_key)?;
-    let der = cert.public_key().and_then(|k| k.public_key_to_der()).map_err(|_| bad_key())?;
-    Ok(SubjectPublicKeyInfoDer::from(der))
+/// The certificate's SubjectPublicKeyInfo, as it is written in the certificate (the chain
+/// verifier has already had OpenSSL parse and accept it).
+fn spki_of<'a>(cert: &'a CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'a>, rustls::Error> {
+    info::spki(cert).map(SubjectPublicKeyInfoDer::from).ok_or_else(bad_key)
 }
 
 /// The name handed to rustls for SNI. libpq sends no SNI when the host is an IP address in any

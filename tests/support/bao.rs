@@ -12,6 +12,8 @@ pub const ROOT_TOKEN: &str = "root";
 pub struct Bao {
     pub port: u16,
     pub addr: String,
+    /// The file audit device's log: every request the server answered, one JSON line each.
+    pub audit_log: PathBuf,
     _server: Child,
 }
 
@@ -29,12 +31,21 @@ impl Bao {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port_pair();
         let log = std::fs::File::create(dir.join("bao.log")).unwrap();
+        // OpenBao enables audit devices from its configuration only (not through the API).
+        let audit_log = dir.join("audit.log");
+        let config = dir.join("audit.hcl");
+        std::fs::write(
+            &config,
+            format!("audit \"file\" \"log\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit_log.display()),
+        )
+        .unwrap();
         let server = with_pdeathsig("KILL", bao_binary())
             .args([
                 "server",
                 "-dev",
                 &format!("-dev-root-token-id={ROOT_TOKEN}"),
                 &format!("-dev-listen-address=127.0.0.1:{port}"),
+                &format!("-config={}", config.display()),
             ])
             .env("HOME", dir)
             .stdin(Stdio::null())
@@ -44,7 +55,7 @@ impl Bao {
             .unwrap_or_else(|e| {
                 panic!("start {}: {e} (run the README's test command, which installs it)", bao_binary().display())
             });
-        let bao = Self { port, addr: format!("http://127.0.0.1:{port}"), _server: server };
+        let bao = Self { port, addr: format!("http://127.0.0.1:{port}"), audit_log, _server: server };
         let deadline = Instant::now() + Duration::from_secs(30);
         while bao.request("GET", "/v1/sys/health", None, None).map(|(s, _)| s) != Some(200) {
             assert!(
@@ -55,6 +66,16 @@ impl Bao {
             std::thread::sleep(Duration::from_millis(50));
         }
         bao
+    }
+
+    /// How many reads of exactly `path` (`secret/data/…`) the audit log holds.
+    pub fn audited_reads(&self, path: &str) -> usize {
+        std::fs::read_to_string(&self.audit_log)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["type"] == "request" && e["request"]["operation"] == "read" && e["request"]["path"] == path)
+            .count()
     }
 
     /// One HTTP/1.0 request; `None` when nothing answers.

@@ -97,6 +97,12 @@ impl Reference {
         self.field.as_deref()
     }
 
+    /// Whether `other` names the same secret, perhaps another field of it: one read serves both.
+    #[must_use]
+    pub fn same_document(&self, other: &Self) -> bool {
+        self.scheme == other.scheme && self.locator == other.locator
+    }
+
     /// The same reference pointing at one field (used to name a field in errors).
     #[must_use]
     pub fn with_field(&self, field: &str) -> Self {
@@ -117,6 +123,19 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_document_ignores_only_the_field() {
+        let r = |t| Reference::parse(t).unwrap();
+        assert!(r("vault:secret/app/db").same_document(&r("vault:secret/app/db#ca_pem")));
+        assert!(
+            r("aws-sm:prod/db?version-stage=AWSPREVIOUS#a")
+                .same_document(&r("aws-sm:prod/db?version-stage=AWSPREVIOUS#b"))
+        );
+        assert!(!r("aws-sm:prod/db#a").same_document(&r("aws-sm:prod/db?version-stage=AWSPREVIOUS#a")));
+        assert!(!r("vault:secret/app/db").same_document(&r("vault:secret/app/dbx#ca_pem")));
+        assert!(!r("file:/run/secrets/db").same_document(&r("vault:/run/secrets/db")));
+    }
 
     #[test]
     fn parses_scheme_locator_and_field() {

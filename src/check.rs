@@ -128,10 +128,19 @@ pub async fn check(
         Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
     };
     let authenticated = Instant::now();
-    let row = client
-        .query_one("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+    // The simple protocol: one round trip, where a prepared query_one takes two.
+    let messages = client
+        .simple_query("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         .await
         .map_err(|e| Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}")))?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| Error::msg(Exit::Unavailable, format!("{server}: pg_stat_ssl has no row for this session")))?;
+    let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
     // Close the session properly (Terminate, then the socket) before anything execs: otherwise
     // the socket only closes with the exec and the server logs an unexpected EOF.
     let queried = Instant::now();
@@ -150,7 +159,7 @@ pub async fn check(
             ms(queried, Instant::now()),
         ));
     }
-    let ssl: bool = row.get(0);
+    let ssl = text(0) == "t";
     if !ssl {
         return Err(Error::msg(Exit::Tls, format!("{server}: pg_stat_ssl says this session is not encrypted")));
     }
@@ -167,9 +176,9 @@ pub async fn check(
             user: target.user.clone(),
             dbname: target.dbname.clone(),
             ssl,
-            version: row.get::<_, Option<String>>(1).unwrap_or_default(),
-            cipher: row.get::<_, Option<String>>(2).unwrap_or_default(),
-            bits: row.get::<_, Option<i32>>(3).unwrap_or_default(),
+            version: text(1),
+            cipher: text(2),
+            bits: text(3).parse().unwrap_or_default(),
             channel_binding,
             crl_checked,
             certificates,

@@ -69,10 +69,9 @@ impl RuntimeDir {
             .open(&path)
             .exit(Exit::CantCreate)
             .map_err(|e| e.context(context()))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .exit(Exit::CantCreate)
-            .map_err(|e| e.context(context()))?;
+        // No fsync: the files matter only while this boot's app runs, other processes read them
+        // from the page cache, and an fsync on a disk-backed runtime dir cost about a millisecond.
+        file.write_all(bytes).exit(Exit::CantCreate).map_err(|e| e.context(context()))?;
         Ok(path)
     }
 

@@ -34,6 +34,8 @@ fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
     assert_eq!(r["server"], format!("localhost:{}", services().pg.port));
     assert_eq!(r["user"], role.as_str());
     assert_eq!((r["ssl"].as_bool(), r["version"].as_str()), (Some(true), Some("TLSv1.3")));
+    assert!(r["cipher"].as_str().is_some_and(|c| c.starts_with("TLS_")), "{run}");
+    assert!(matches!(r["bits"].as_i64(), Some(128 | 256)), "{run}");
     assert_eq!(r["channel_binding"], true, "SCRAM-SHA-256-PLUS over TLS: {run}");
     let chain = r["certificates"].as_array().unwrap();
     assert_eq!(chain.len(), 2, "leaf and trust anchor: {run}");

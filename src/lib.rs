@@ -166,8 +166,22 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
     let openssl = check.then(tls::Context::in_background);
     let started = std::time::Instant::now();
-    let Fetched { target, ca, lease, client } = fetch(plan).await?;
-    log::debug(format!("secrets fetched in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
+    let sources = Box::pin(Sources::new(plan)).await?;
+    let ready = async {
+        let fetched = fetch(plan, &sources).await?;
+        log::debug(format!("secrets fetched in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
+        use_fetched(plan, fetched, openssl).await
+    };
+    let ready = Box::pin(ready).await;
+    if ready.is_err() {
+        sources.abandon().await;
+    }
+    ready
+}
+
+/// Writes the files and (with `openssl`, started for it) checks the connection once.
+async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending>) -> Result<Ready, Error> {
+    let Fetched { target, ca, lease, client } = fetched;
     let lease = lease.map(|l| check_lease(plan, l)).transpose()?;
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
     let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
@@ -244,7 +258,6 @@ where
     unreachable!("the loop returns")
 }
 
-/// Reads the credentials and the CA concurrently and combines them with the plan.
 /// What `fetch` brings back.
 struct Fetched {
     target: Target,
@@ -254,8 +267,9 @@ struct Fetched {
     client: Option<(String, launcher_core::SecretString)>,
 }
 
-async fn fetch(plan: &Plan) -> Result<Fetched, Error> {
-    let sources = Box::pin(Sources::new(plan)).await?;
+/// Reads the credentials and the CA (concurrently, or once when one secret holds both) and
+/// combines them with the plan.
+async fn fetch(plan: &Plan, sources: &Sources) -> Result<Fetched, Error> {
     let ((secret, lease), ca) = match (&plan.credentials, &plan.ca) {
         // One secret holding both (`vault:secret/app/db` and `…#ca_pem`) is read once: one
         // round trip fewer, and a dynamic secret is not issued twice.

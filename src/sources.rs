@@ -102,6 +102,22 @@ impl Sources {
         Ok(())
     }
 
+    /// Called when a launch fails after logging in: the login token is revoked even though a
+    /// lease may hang on it, so that the dynamic credentials issued under it go too (with
+    /// `--wait`, every failed attempt would otherwise leave a database user behind).
+    pub async fn abandon(&self) {
+        #[cfg(feature = "vault")]
+        if let Some(v) = &self.vault {
+            match v.revoke_login().await {
+                Ok(true) => {
+                    crate::log::info("the launch failed: revoked the Vault login token and any lease issued under it");
+                }
+                Ok(false) => {}
+                Err(e) => crate::log::warn(format!("could not revoke the Vault login token: {e}")),
+            }
+        }
+    }
+
     /// Reads what `reference` points at, with its lease if the source gives one.
     pub async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
         #[cfg(feature = "vault")]

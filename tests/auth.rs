@@ -173,6 +173,56 @@ fn the_login_token_stays_while_dynamic_credentials_hang_on_it() {
     assert!(run.stderr.contains("the token it hangs on expires sooner, in "), "token TTL 10m < lease 1h: {run}");
 }
 
+/// Whether Vault still knows the lease `id` (revoking a token revokes its leases in the
+/// background, so a revoked lease is waited for).
+fn lease_alive(id: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, _) = services()
+            .bao
+            .request(
+                "PUT",
+                "/v1/sys/leases/lookup",
+                Some(crate::support::bao::ROOT_TOKEN),
+                Some(&serde_json::json!({"lease_id": id})),
+            )
+            .unwrap();
+        if status != 200 || std::time::Instant::now() > deadline {
+            return status == 200;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_failed_check_revokes_the_login_token_and_the_credentials_issued_under_it() {
+    crate::dynamic::database_engine();
+    let f = Fixture::new();
+    let secret_id = new_secret_id(false);
+    let mut cmd = approle(&f, &secret_id, false);
+    // Nothing listens on port 1: the check fails after the database user was created.
+    cmd.args(["--credentials", "vault:database/creds/app", "--host", "localhost", "--port", "1"])
+        .args(["--dbname", "postgres", "--", "true"]);
+    let run = Run::of(&mut cmd);
+    run.assert_fails(69, "connection to server at localhost:1 failed").assert_no_leak(&secret_id);
+    assert!(run.stderr.contains("the launch failed: revoked the Vault login token"), "{run}");
+    assert!(!token_alive(&accessor_of(&run)), "{run}");
+    let lease = run.stderr.split("lease ").nth(1).and_then(|l| l.split(':').next()).unwrap_or_else(|| panic!("{run}"));
+    assert!(lease.starts_with("database/creds/app/"), "{run}");
+    assert!(!lease_alive(lease), "the database user must go with the token: {run}");
+}
+
+#[test]
+fn a_failed_fetch_revokes_the_login_token() {
+    let f = Fixture::new();
+    let secret_id = new_secret_id(false);
+    let ca = format!("vault:secret/{}#no_such_field", f.kv_path);
+    let run = Run::of(approle(&f, &secret_id, false).args(["--ca", &ca, "--", "true"]));
+    run.assert_fails(65, "field \"no_such_field\" is missing").assert_no_leak(&secret_id).assert_no_leak(&f.password);
+    assert!(run.stderr.contains("the launch failed: revoked the Vault login token"), "{run}");
+    assert!(!token_alive(&accessor_of(&run)), "{run}");
+}
+
 fn b64url(bytes: &[u8]) -> String {
     openssl::base64::encode_block(bytes).replace('+', "-").replace('/', "_").trim_end_matches('=').to_owned()
 }

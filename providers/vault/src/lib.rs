@@ -60,6 +60,8 @@ pub struct VaultSource {
     client: VaultClient,
     address: String,
     login: Option<Login>,
+    /// Set once the login token is revoked, so that a second call does nothing.
+    revoked: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for VaultSource {
@@ -110,7 +112,7 @@ impl VaultSource {
             }
             other => setting(other.to_string()),
         })?;
-        Ok(Self { client, address: config.address.clone(), login: None })
+        Ok(Self { client, address: config.address.clone(), login: None, revoked: std::sync::atomic::AtomicBool::default() })
     }
 
     /// Logs in with the configured method (nothing to do for token auth).
@@ -137,7 +139,7 @@ impl VaultSource {
     /// Revokes the token a login made, so that it does not outlive the launcher. Not called when
     /// a lease hangs on it: revoking the token would revoke the dynamic credentials with it.
     pub async fn revoke_login(&self) -> Result<bool, SourceError> {
-        if self.login.is_none() {
+        if self.login.is_none() || self.revoked.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(false);
         }
         vaultrs::token::revoke_self(&self.client).await.map_err(|e| {

@@ -103,17 +103,14 @@ fn accessor_of(run: &Run) -> String {
     line.split("token accessor ").nth(1).unwrap().split(',').next().unwrap().to_owned()
 }
 
-fn token_alive(accessor: &str) -> bool {
-    let (status, _) = services()
-        .bao
-        .request(
-            "POST",
-            "/v1/auth/token/lookup-accessor",
-            Some(crate::support::bao::ROOT_TOKEN),
-            Some(&serde_json::json!({"accessor": accessor})),
-        )
-        .unwrap();
+/// Whether a lookup (as root) of `body` at `path` finds it.
+fn found(method: &str, path: &str, body: &serde_json::Value) -> bool {
+    let (status, _) = services().bao.request(method, path, Some(crate::support::bao::ROOT_TOKEN), Some(body)).unwrap();
     status == 200
+}
+
+fn token_alive(accessor: &str) -> bool {
+    found("POST", "/v1/auth/token/lookup-accessor", &serde_json::json!({"accessor": accessor}))
 }
 
 #[test]
@@ -178,17 +175,9 @@ fn the_login_token_stays_while_dynamic_credentials_hang_on_it() {
 fn lease_alive(id: &str) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let (status, _) = services()
-            .bao
-            .request(
-                "PUT",
-                "/v1/sys/leases/lookup",
-                Some(crate::support::bao::ROOT_TOKEN),
-                Some(&serde_json::json!({"lease_id": id})),
-            )
-            .unwrap();
-        if status != 200 || std::time::Instant::now() > deadline {
-            return status == 200;
+        let alive = found("PUT", "/v1/sys/leases/lookup", &serde_json::json!({"lease_id": id}));
+        if !alive || std::time::Instant::now() > deadline {
+            return alive;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -112,7 +112,12 @@ impl VaultSource {
             }
             other => setting(other.to_string()),
         })?;
-        Ok(Self { client, address: config.address.clone(), login: None, revoked: std::sync::atomic::AtomicBool::default() })
+        Ok(Self {
+            client,
+            address: config.address.clone(),
+            login: None,
+            revoked: std::sync::atomic::AtomicBool::default(),
+        })
     }
 
     /// Logs in with the configured method (nothing to do for token auth).

@@ -12,7 +12,7 @@ use tokio_postgres::config::{ChannelBinding, SslMode};
 use crate::error::{Error, Exit};
 use crate::plan::CrlPlan;
 use crate::target::Target;
-use crate::tls::{CertInfo, Chain, LibpqVerifier, Pending, Refusal};
+use crate::tls::{CertInfo, LibpqVerifier, Pending, Refusal};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
 #[derive(Debug, Clone, Serialize)]
@@ -84,11 +84,7 @@ pub async fn check(
     client: Option<&ClientFiles>,
     openssl: Pending,
 ) -> Result<Checked, Error> {
-    let chain = openssl
-        .wait()
-        .and_then(|context| Chain::load(context, root, crl.file.as_deref(), crl.dir.as_deref()))
-        .map_err(|e| Error::new(Exit::Tls, e))?;
-    let crl_checked = chain.crl_checked();
+    let chain = openssl.load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let mut provider = rustls::crypto::ring::default_provider();
     // PostgreSQL's default ssl_ecdh_curve (prime256v1) is the only group a default server
     // accepts: a key share for X25519 first would cost a HelloRetryRequest round trip.
@@ -182,7 +178,7 @@ pub async fn check(
             cipher: text(2),
             bits: text(3).parse().unwrap_or_default(),
             channel_binding,
-            crl_checked,
+            crl_checked: verifier.crl_checked(),
             certificates,
             warnings,
         },

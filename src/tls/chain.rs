@@ -10,6 +10,7 @@
 //! session itself stays rustls'; this is called from its certificate verifier.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod};
 use openssl::stack::Stack;
@@ -66,7 +67,8 @@ impl std::fmt::Debug for Chain {
 
 /// The part of [`Chain::load`] that does not depend on the root file: OpenSSL's start-up,
 /// openssl.cnf, and two `SSL_CTX`s (one only to read the configured security level). That is
-/// about 2 ms of CPU, which a launch spends on another core while it waits for its secrets
+/// about 2 ms of CPU, which a launch spends on another core while it waits for its secrets; the
+/// root file is then loaded there too, while the server forks and signs its TLS hello
 /// ([`Context::in_background`]).
 pub struct Context {
     builder: SslContextBuilder,
@@ -89,25 +91,78 @@ impl Context {
         Ok(Self { builder, level })
     }
 
-    /// [`Context::new`] on its own thread; [`Pending::wait`] takes the result.
+    /// [`Context::new`] on its own thread, which then loads the root file it is handed by
+    /// [`Pending::load`]: OpenSSL's start-up overlaps the secrets' fetch, and the root file's
+    /// loading the connection's first round trips.
     #[must_use]
     pub fn in_background() -> Pending {
-        Pending(std::thread::Builder::new().name("openssl".into()).spawn(Self::new).ok())
+        let (roots, roots_received) = mpsc::channel::<Roots>();
+        let (loaded, chain) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new().name("openssl".into()).spawn(move || {
+            let context = Self::new();
+            if let Ok(roots) = roots_received.recv() {
+                let _ = loaded.send(context.and_then(|context| roots.load(context)));
+            }
+        });
+        Pending(thread.ok().map(|_| (roots, chain)))
     }
 }
 
+/// What [`Chain::load`] reads besides the context.
+struct Roots {
+    root: PathBuf,
+    crl_file: Option<PathBuf>,
+    crl_dir: Option<PathBuf>,
+}
+
+impl Roots {
+    fn load(&self, context: Context) -> Result<Chain, ChainError> {
+        Chain::load(context, &self.root, self.crl_file.as_deref(), self.crl_dir.as_deref())
+    }
+}
+
+/// What the OpenSSL thread answers.
+type Loaded = Result<Chain, ChainError>;
+
 /// A [`Context`] being made on another thread.
 #[derive(Debug)]
-pub struct Pending(Option<std::thread::JoinHandle<Result<Context, ChainError>>>);
+pub struct Pending(Option<(mpsc::Sender<Roots>, mpsc::Receiver<Loaded>)>);
 
 impl Pending {
-    /// The context, made here if the thread could not be started.
-    pub fn wait(self) -> Result<Context, ChainError> {
+    /// Hands the root file and the CRLs to the thread, which loads them into its context; a
+    /// root file that does not exist is reported at once. Done here if the thread could not be
+    /// started.
+    pub fn load(self, root: &Path, crl_file: Option<&Path>, crl_dir: Option<&Path>) -> Result<Loading, ChainError> {
+        if std::fs::metadata(root).is_err() {
+            return Err(ChainError::RootMissing(root.to_owned()));
+        }
+        let roots = Roots {
+            root: root.to_owned(),
+            crl_file: crl_file.map(Path::to_owned),
+            crl_dir: crl_dir.map(Path::to_owned),
+        };
         match self.0 {
-            Some(handle) => {
-                handle.join().map_err(|_| ChainError::Internal("the OpenSSL start-up thread panicked".into()))?
+            Some((thread, chain)) => match thread.send(roots) {
+                Ok(()) => Ok(Loading(Err(chain))),
+                Err(mpsc::SendError(roots)) => Ok(Loading(Ok(Context::new().and_then(|c| roots.load(c))))),
+            },
+            None => Ok(Loading(Ok(Context::new().and_then(|c| roots.load(c))))),
+        }
+    }
+}
+
+/// A [`Chain`] being loaded on the OpenSSL thread (or already loaded).
+#[derive(Debug)]
+pub struct Loading(Result<Loaded, mpsc::Receiver<Loaded>>);
+
+impl Loading {
+    /// The chain, once loaded.
+    pub fn wait(self) -> Result<Chain, ChainError> {
+        match self.0 {
+            Ok(loaded) => loaded,
+            Err(chain) => {
+                chain.recv().unwrap_or_else(|_| Err(ChainError::Internal("the OpenSSL thread stopped".into())))
             }
-            None => Context::new(),
         }
     }
 }

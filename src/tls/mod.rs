@@ -10,7 +10,7 @@ pub mod chain;
 mod hostname;
 pub mod info;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -18,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-pub use chain::{Chain, ChainError, Context, Pending};
+pub use chain::{Chain, ChainError, Context, Loading, Pending};
 pub use info::CertInfo;
 
 /// Why the verifier refused the server, in libpq's words.
@@ -46,20 +46,45 @@ pub struct Seen {
 }
 
 /// libpq's verify-full as a rustls verifier. One per connection: it knows the host to check and
-/// records what it saw.
+/// records what it saw. The trust store it checks against may still be loading on another thread
+/// when the connection starts: it is first needed when the server's certificate arrives.
 #[derive(Debug)]
 pub struct LibpqVerifier {
-    chain: Chain,
+    loading: Mutex<Option<Loading>>,
+    chain: OnceLock<Result<Chain, ChainError>>,
     host: String,
     provider: Arc<CryptoProvider>,
     seen: Mutex<Seen>,
 }
 
 impl LibpqVerifier {
-    /// A verifier for `host` trusting what `chain` trusts.
+    /// A verifier for `host` trusting what `chain` will trust once loaded.
     #[must_use]
-    pub fn new(chain: Chain, host: String, provider: Arc<CryptoProvider>) -> Self {
-        Self { chain, host, provider, seen: Mutex::new(Seen::default()) }
+    pub fn new(chain: Loading, host: String, provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            loading: Mutex::new(Some(chain)),
+            chain: OnceLock::new(),
+            host,
+            provider,
+            seen: Mutex::new(Seen::default()),
+        }
+    }
+
+    fn chain(&self) -> Result<&Chain, ChainError> {
+        self.chain
+            .get_or_init(|| {
+                let loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner).take();
+                loading
+                    .map_or_else(|| Err(ChainError::Internal("the trust store was not loaded".into())), Loading::wait)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Whether the trust store has a CRL (and so revocation was checked); false before the
+    /// server's certificate arrived.
+    pub fn crl_checked(&self) -> bool {
+        self.chain.get().is_some_and(|c| c.as_ref().is_ok_and(Chain::crl_checked))
     }
 
     /// What the last handshake presented, and the refusal if there was one.
@@ -76,7 +101,7 @@ impl LibpqVerifier {
                 .collect();
         }
         let others: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
-        let built = self.chain.verify(&leaf, &others)?;
+        let built = self.chain()?.verify(&leaf, &others)?;
         hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))?;
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).chain = built;
         Ok(())

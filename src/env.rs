@@ -64,6 +64,14 @@ impl ChildEnv {
         if let Some(mode) = parent.get("PGSSLMODE").filter(|m| *m != "verify-full") {
             warnings.push(format!("overriding inherited PGSSLMODE={mode} with verify-full"));
         }
+        // libpq uses GSSAPI encryption, when a Kerberos ticket and the server allow it, in
+        // preference to TLS whatever sslmode says (gssencmode=prefer is its default): the app's
+        // connection would then not be the verify-full one the launcher checked.
+        if let Some(mode) = parent.get("PGGSSENCMODE").filter(|m| *m != "disable") {
+            warnings.push(format!(
+                "overriding inherited PGGSSENCMODE={mode} with disable (the app connects with the TLS the launcher checked)"
+            ));
+        }
         if let Some(old) = parent.get("PGSSLROOTCERT").filter(|p| Path::new(p) != root) {
             warnings.push(format!("overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"));
         }
@@ -79,6 +87,7 @@ impl ChildEnv {
             (None, None) => {}
         }
         set.push(("PGSSLMODE", Value::Plain("verify-full".into())));
+        set.push(("PGGSSENCMODE", Value::Plain("disable".into())));
         set.push(("PGSSLROOTCERT", Value::Plain(root.display().to_string())));
         if let Some(client) = files.client {
             set.push(("PGSSLCERT", Value::Plain(client.cert.display().to_string())));
@@ -93,10 +102,10 @@ impl ChildEnv {
             let password = if passfile.is_some() { None } else { target.password.as_ref() };
             named.push((var.clone(), Value::Secret(database_url(target, root, password))));
         }
-        // Other inherited values the launcher replaces (PGSSLMODE and PGSSLROOTCERT were
+        // Other inherited values the launcher replaces (PGSSLMODE, PGGSSENCMODE and PGSSLROOTCERT were
         // reported above, with more to say). Names only: the old value may be a password.
         for (name, value) in set.iter().map(|(k, v)| (*k, v)).chain(named.iter().map(|(k, v)| (k.as_str(), v))) {
-            if matches!(name, "PGSSLMODE" | "PGSSLROOTCERT") {
+            if matches!(name, "PGSSLMODE" | "PGGSSENCMODE" | "PGSSLROOTCERT") {
                 continue;
             }
             if parent.get(name).is_some_and(|old| old != value.shown(true)) {
@@ -306,6 +315,7 @@ mod tests {
             ("BAO_TOKEN", "b.tok"),
             ("LAUNCHER_CREDENTIALS", "vault:x"),
             ("PGSSLMODE", "require"),
+            ("PGGSSENCMODE", "prefer"),
             ("PGHOST", "old"),
         ]);
         let env = ChildEnv::build(
@@ -322,12 +332,17 @@ mod tests {
         assert_eq!(get("BAO_TOKEN"), None);
         assert_eq!(get("LAUNCHER_CREDENTIALS"), None);
         assert_eq!(get("PGSSLMODE"), Some("verify-full"));
+        assert_eq!(get("PGGSSENCMODE"), Some("disable"));
         assert_eq!(get("PGHOST"), Some("db.test"));
         assert_eq!(get("PGPASSWORD"), Some("p'w$\"x"));
         assert_eq!(pairs.iter().filter(|(k, _)| k == "PGHOST").count(), 1);
         assert_eq!(
             env.warnings,
-            ["overriding inherited PGSSLMODE=require with verify-full", "overriding inherited PGHOST"]
+            [
+                "overriding inherited PGSSLMODE=require with verify-full",
+                "overriding inherited PGGSSENCMODE=prefer with disable (the app connects with the TLS the launcher checked)",
+                "overriding inherited PGHOST"
+            ]
         );
     }
 

@@ -70,6 +70,7 @@ fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
         .env("LAUNCHER_CREDENTIALS", f.credentials())
         .env("LAUNCHER_CA", f.ca())
         .env("PGSSLMODE", "require")
+        .env("PGGSSENCMODE", "prefer")
         .args(["--", "sh", "-c", "echo pid=$$; env; exit 42"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -86,6 +87,7 @@ fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
         assert_eq!(get(gone), None, "{gone} must not reach the app");
     }
     assert_eq!(get("PGSSLMODE"), Some("verify-full"));
+    assert_eq!(get("PGGSSENCMODE"), Some("disable"), "GSSAPI encryption would take precedence over the checked TLS");
     assert_eq!(get("PGUSER"), Some(f.role.as_str()));
     assert_eq!(get("PGHOST"), Some("localhost"));
     assert_eq!(get("PGDATABASE"), Some("postgres"));
@@ -96,6 +98,7 @@ fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
     let dir_mode = std::fs::metadata(root.parent().unwrap()).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700, "runtime directory must be private");
     assert!(stderr.contains("overriding inherited PGSSLMODE=require with verify-full"), "{stderr}");
+    assert!(stderr.contains("overriding inherited PGGSSENCMODE=prefer with disable"), "{stderr}");
     assert!(!stderr.contains(&f.password), "{stderr}");
 }
 

@@ -1,6 +1,6 @@
-//! The one connection: TLS verified as libpq's verify-full would, SCRAM authentication, and
-//! `pg_stat_ssl` read back for our own backend. A [`Checked`] value is the proof it succeeded;
-//! `exec` requires one.
+//! The one connection: TLS verified as libpq's verify-full would, SCRAM authentication, up to
+//! the server's ReadyForQuery (the database exists and the role may connect to it). A
+//! [`Checked`] value is the proof it succeeded; `exec` requires one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,13 +25,13 @@ pub struct Report {
     pub user: String,
     /// The database.
     pub dbname: String,
-    /// From `pg_stat_ssl`: true.
+    /// Always true: the check only connects with TLS.
     pub ssl: bool,
-    /// From `pg_stat_ssl`, e.g. `TLSv1.3`.
+    /// As the handshake negotiated it, in `pg_stat_ssl`'s words, e.g. `TLSv1.3`.
     pub version: String,
-    /// From `pg_stat_ssl`, e.g. `TLS_AES_256_GCM_SHA384`.
+    /// Likewise, OpenSSL's name, e.g. `TLS_AES_256_GCM_SHA384`.
     pub cipher: String,
-    /// From `pg_stat_ssl`.
+    /// The cipher's key size.
     pub bits: i32,
     /// Whether SCRAM channel binding (SCRAM-SHA-256-PLUS, tls-server-end-point) was used.
     pub channel_binding: bool,
@@ -97,6 +97,7 @@ pub async fn check(
         .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?;
     let tls = crate::tls::client_config(verifier.clone(), provider, identity)
         .map_err(|e| Error::new(Exit::DataErr, e).context("client certificate"))?;
+    let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);
 
     // Channel binding is asked for first, so that the report can say it was used; a server (or
@@ -124,24 +125,14 @@ pub async fn check(
         Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
     };
     let authenticated = Instant::now();
-    // The simple protocol: one round trip, where a prepared query_one takes two. The function
-    // under the pg_stat_ssl view, asked for this backend only, runs in half the view's time on
-    // a fresh backend (0.44 ms against 0.80 ms).
-    let messages = client
-        .simple_query("SELECT ssl, sslversion, sslcipher, sslbits FROM pg_stat_get_activity(pg_backend_pid())")
-        .await
-        .map_err(|e| Error::new(Exit::Unavailable, e).context(format!("reading pg_stat_ssl on {server}")))?;
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| Error::msg(Exit::Unavailable, format!("{server}: pg_stat_ssl has no row for this session")))?;
-    let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
+    // What the session negotiated comes from the handshake itself: asking the server
+    // (pg_stat_ssl) would cost a round trip, and through a TLS-terminating proxy would describe
+    // another connection than the one libpq judges.
+    let Some(negotiated) = verifier.seen().negotiated else {
+        return Err(Error::msg(Exit::Software, format!("{server}: the TLS handshake left no session details")));
+    };
     // Close the session properly (Terminate, then the socket) before anything execs: otherwise
     // the socket only closes with the exec and the server logs an unexpected EOF.
-    let queried = Instant::now();
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
     if let Some((arrived, verified)) = verifier.seen().verified {
@@ -149,17 +140,12 @@ pub async fn check(
         crate::log::debug(format!(
             "check: server certificate after {:.1} ms (TCP, SSLRequest, the server's TLS hello and signature), \
              verified in {:.1} ms, authenticated in {:.1} ms (TLS finish, SCRAM, backend start), \
-             pg_stat_ssl read in {:.1} ms, session closed in {:.1} ms",
+             session closed in {:.1} ms",
             ms(started, arrived),
             ms(arrived, verified),
             ms(verified, authenticated),
-            ms(authenticated, queried),
-            ms(queried, Instant::now()),
+            ms(authenticated, Instant::now()),
         ));
-    }
-    let ssl = text(0) == "t";
-    if !ssl {
-        return Err(Error::msg(Exit::Tls, format!("{server}: pg_stat_ssl says this session is not encrypted")));
     }
     let certificates = verifier.seen().chain;
     let warnings = certificates
@@ -173,10 +159,10 @@ pub async fn check(
             hostaddr: target.hostaddr.map(|a| a.to_string()),
             user: target.user.clone(),
             dbname: target.dbname.clone(),
-            ssl,
-            version: text(1),
-            cipher: text(2),
-            bits: text(3).parse().unwrap_or_default(),
+            ssl: true,
+            version: negotiated.version,
+            cipher: negotiated.cipher,
+            bits: negotiated.bits,
             channel_binding,
             crl_checked: verifier.crl_checked(),
             certificates,
@@ -194,7 +180,7 @@ enum Failure {
 /// is dropped.
 async fn connect(
     target: &Target,
-    tls: &rustls::ClientConfig,
+    tls: &crate::tls::MakeConnect,
     timeout: Duration,
     channel_binding: bool,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>), Failure> {
@@ -214,29 +200,12 @@ async fn connect(
     if let Some(password) = &target.password {
         config.password(password.expose());
     }
-    let connector = LibpqNames(tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()));
-    let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(connector)).await;
+    let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(tls.clone())).await;
     drop(config);
     match connected {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => Err(Failure::Postgres(e)),
         Ok(Ok((client, connection))) => Ok((client, tokio::spawn(connection))),
-    }
-}
-
-/// Hands rustls the SNI name libpq would use (see [`crate::tls::sni_name`]).
-struct LibpqNames(tokio_postgres_rustls::MakeRustlsConnect);
-
-impl<S> tokio_postgres::tls::MakeTlsConnect<S> for LibpqNames
-where
-    tokio_postgres_rustls::MakeRustlsConnect: tokio_postgres::tls::MakeTlsConnect<S>,
-{
-    type Stream = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
-    type TlsConnect = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::TlsConnect;
-    type Error = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
-
-    fn make_tls_connect(&mut self, host: &str) -> Result<Self::TlsConnect, Self::Error> {
-        self.0.make_tls_connect(&crate::tls::sni_name(host))
     }
 }
 

@@ -46,6 +46,61 @@ fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
     assert_eq!(r["warnings"], serde_json::json!([]));
 }
 
+/// The session as libpq's own connection to `port` sees it in `pg_stat_ssl`: version, cipher, bits.
+fn libpq_session(port: u16, role: &str, password: &str) -> Vec<String> {
+    let out = support::run_ok(
+        Command::new(support::pg::psql())
+            .env_clear()
+            .env("PGHOST", "localhost")
+            .env("PGPORT", port.to_string())
+            .env("PGUSER", role)
+            .env("PGPASSWORD", password)
+            .env("PGDATABASE", "postgres")
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", &services().certs.ca)
+            .args(["-XAtc", "select version, cipher, bits from pg_stat_ssl where pid = pg_backend_pid()"]),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().split('|').map(str::to_owned).collect()
+}
+
+#[test]
+fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
+    let s = services();
+    let home = support::home(&unique("chk-home"));
+    let tls12_dir = s.root.join(unique("pg-tls12"));
+    let tls12 = Pg::start_custom(
+        &tls12_dir,
+        &s.certs.server_cert,
+        &s.certs.server_key,
+        true,
+        support::free_port_pair(),
+        None,
+        Some((
+            "ssl_max_protocol_version = 'TLSv1.2'\n",
+            "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n",
+        )),
+    );
+    for (port, pg, version) in [(s.pg.port, &s.pg, "TLSv1.3"), (tls12.port, &tls12, "TLSv1.2")] {
+        let role = unique("tlsv");
+        let password = canary();
+        pg.create_role(&role, &password);
+        let (mut cmd, _, _) = libpq_env(&home);
+        let run = Run::of(
+            cmd.env("PGPORT", port.to_string())
+                .env("PGUSER", &role)
+                .env("PGPASSWORD", &password)
+                .args(["check", "--output", "json"]),
+        );
+        run.assert_ok().assert_no_leak(&password);
+        let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let ours =
+            [&r["version"], &r["cipher"], &r["bits"]].map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+        assert_eq!(ours[0], version, "{run}");
+        assert_eq!(ours.to_vec(), libpq_session(port, &role, &password), "the report against libpq's session: {run}");
+        assert_eq!(r["channel_binding"], true, "tls-server-end-point as libpq computes it: {run}");
+    }
+}
+
 #[test]
 fn expiry_warning_names_each_certificate_close_to_expiry() {
     let home = support::home(&unique("chk-home"));

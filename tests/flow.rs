@@ -29,7 +29,7 @@ fn verbose_says_where_the_time_goes() {
         "check: server certificate after ",
         " ms (TCP, SSLRequest, the server's TLS hello and signature), verified in ",
         " ms, authenticated in ",
-        " ms (TLS finish, SCRAM, backend start), pg_stat_ssl read in ",
+        " ms (TLS finish, SCRAM, backend start), session closed in ",
         "connection check took ",
     ] {
         assert!(run.stderr.contains(phase), "no {phase:?} in:\n{run}");

@@ -9,6 +9,7 @@
 pub mod chain;
 mod hostname;
 pub mod info;
+pub mod stream;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
@@ -20,6 +21,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 pub use chain::{Chain, ChainError, Context, Loading, Pending};
 pub use info::CertInfo;
+pub use stream::{MakeConnect, Negotiated};
 
 /// Why the verifier refused the server, in libpq's words.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,6 +45,10 @@ pub struct Seen {
     /// When the server's certificate arrived, and when its verdict was given: for `-v`'s
     /// account of where the check's time goes.
     pub verified: Option<(Instant, Instant)>,
+    /// The `tls-server-end-point` channel binding data of the accepted certificate.
+    pub end_point: Option<Vec<u8>>,
+    /// The protocol and cipher the handshake settled on.
+    pub negotiated: Option<Negotiated>,
 }
 
 /// libpq's verify-full as a rustls verifier. One per connection: it knows the host to check and
@@ -92,6 +98,11 @@ impl LibpqVerifier {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Records what the finished handshake negotiated.
+    pub fn negotiated(&self, negotiated: Negotiated) {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).negotiated = Some(negotiated);
+    }
+
     fn judge(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> Result<(), Refusal> {
         let leaf = info::parse(end_entity).ok_or(Refusal::Chain(ChainError::Unparsable))?;
         {
@@ -103,7 +114,9 @@ impl LibpqVerifier {
         let others: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
         let built = self.chain()?.verify(&leaf, &others)?;
         hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))?;
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).chain = built;
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.chain = built;
+        seen.end_point = stream::end_point(&leaf);
         Ok(())
     }
 }

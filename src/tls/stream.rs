@@ -1,0 +1,186 @@
+//! The TLS transport the check's connection runs over: rustls, told the SNI name libpq would
+//! send, with SCRAM's channel binding computed as libpq computes it, and the negotiated
+//! protocol and cipher kept for the report (so that no query is needed to learn them).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::x509::X509Ref;
+use rustls::pki_types::ServerName;
+use rustls::{CipherSuite, ProtocolVersion};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+
+use super::LibpqVerifier;
+
+/// The session's protocol and cipher, named as OpenSSL (and so `pg_stat_ssl`) names them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Negotiated {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    /// e.g. `TLS_AES_256_GCM_SHA384`, `ECDHE-RSA-AES256-GCM-SHA384`.
+    pub cipher: String,
+    /// The cipher's key size.
+    pub bits: i32,
+}
+
+impl Negotiated {
+    fn of(version: Option<ProtocolVersion>, suite: Option<CipherSuite>) -> Self {
+        let version = match version {
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+            other => other.map(|v| format!("{v:?}")).unwrap_or_default(),
+        };
+        let (cipher, bits) = suite.map(openssl_name).unwrap_or_default();
+        Self { version, cipher, bits }
+    }
+}
+
+/// OpenSSL's name for a suite (rustls uses the IANA names, TLS 1.3's with a `TLS13_` prefix),
+/// and its key size.
+fn openssl_name(suite: CipherSuite) -> (String, i32) {
+    let iana = format!("{suite:?}").replacen("TLS13_", "TLS_", 1);
+    let name = openssl::ssl::cipher_name(&iana);
+    let name = if name == "(NONE)" { iana.clone() } else { name.to_owned() };
+    let bits = if iana.contains("_128_") {
+        128
+    } else if iana.contains("_256_") || iana.contains("CHACHA20") {
+        256
+    } else {
+        0
+    };
+    (name, bits)
+}
+
+/// The `tls-server-end-point` channel binding data of the server's certificate, as libpq's
+/// `pgtls_get_peer_certificate_hash` makes it: the certificate hashed with its signature's
+/// digest, SHA-256 for MD5 and SHA-1. `None` where libpq has no digest either (RSA-PSS,
+/// Ed25519 signatures).
+pub(crate) fn end_point(cert: &X509Ref) -> Option<Vec<u8>> {
+    let digest = cert.signature_algorithm().object().nid().signature_algorithms()?.digest;
+    let md = match digest {
+        Nid::MD5 | Nid::SHA1 => MessageDigest::sha256(),
+        other => MessageDigest::from_nid(other)?,
+    };
+    cert.digest(md).ok().map(|d| d.to_vec())
+}
+
+/// tokio-postgres' TLS maker for the check: one per check, sharing its verifier.
+#[derive(Debug, Clone)]
+pub struct MakeConnect {
+    config: Arc<rustls::ClientConfig>,
+    verifier: Arc<LibpqVerifier>,
+}
+
+impl MakeConnect {
+    /// Connections made with `config`, whose verifier is `verifier`.
+    #[must_use]
+    pub fn new(config: Arc<rustls::ClientConfig>, verifier: Arc<LibpqVerifier>) -> Self {
+        Self { config, verifier }
+    }
+}
+
+impl<S> MakeTlsConnect<S> for MakeConnect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = Stream<S>;
+    type TlsConnect = Connect;
+    type Error = io::Error;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<Connect, io::Error> {
+        let name =
+            ServerName::try_from(super::sni_name(host)).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Connect { config: self.config.clone(), verifier: self.verifier.clone(), name })
+    }
+}
+
+/// One handshake.
+#[derive(Debug)]
+pub struct Connect {
+    config: Arc<rustls::ClientConfig>,
+    verifier: Arc<LibpqVerifier>,
+    name: ServerName<'static>,
+}
+
+impl<S> TlsConnect<S> for Connect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = Stream<S>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            let tls = tokio_rustls::TlsConnector::from(self.config).connect(self.name, stream).await?;
+            let (_, session) = tls.get_ref();
+            let negotiated =
+                Negotiated::of(session.protocol_version(), session.negotiated_cipher_suite().map(|s| s.suite()));
+            self.verifier.negotiated(negotiated);
+            Ok(Stream { tls, verifier: self.verifier })
+        })
+    }
+}
+
+/// The encrypted stream tokio-postgres reads and writes.
+#[derive(Debug)]
+pub struct Stream<S> {
+    tls: tokio_rustls::client::TlsStream<S>,
+    verifier: Arc<LibpqVerifier>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.verifier.seen().end_point.map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_suite_rustls_offers_gets_openssl_name_and_key_size() {
+        let names: Vec<(String, i32)> =
+            rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| openssl_name(s.suite())).collect();
+        for expected in [
+            ("TLS_AES_256_GCM_SHA384", 256),
+            ("TLS_AES_128_GCM_SHA256", 128),
+            ("TLS_CHACHA20_POLY1305_SHA256", 256),
+            ("ECDHE-RSA-AES256-GCM-SHA384", 256),
+            ("ECDHE-RSA-AES128-GCM-SHA256", 128),
+            ("ECDHE-RSA-CHACHA20-POLY1305", 256),
+            ("ECDHE-ECDSA-AES256-GCM-SHA384", 256),
+        ] {
+            assert!(names.contains(&(expected.0.to_owned(), expected.1)), "{expected:?} not in {names:?}");
+        }
+        assert!(names.iter().all(|(name, bits)| !name.starts_with("TLS13_") && matches!(bits, 128 | 256)), "{names:?}");
+    }
+}

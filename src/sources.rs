@@ -30,7 +30,8 @@ impl Sources {
                         |name| plan.env.get(name).map(str::to_owned),
                         home.as_deref(),
                     )?;
-                    crate::log::info(format!("Vault at {} with the token from {origin}", v.address));
+                    let namespace = v.namespace.as_deref().map(|ns| format!(" (namespace {ns})")).unwrap_or_default();
+                    crate::log::info(format!("Vault at {}{namespace} with the token from {origin}", v.address));
                     token
                 } else {
                     launcher_core::SecretString::default()

@@ -103,6 +103,39 @@ fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
 }
 
 #[test]
+fn vault_namespace_reads_the_secret_in_that_namespace() {
+    let s = services();
+    let f = Fixture::new();
+    let ns = unique("ns");
+    s.bao.api("POST", &format!("/v1/sys/namespaces/{ns}"), None);
+    let in_ns = |method: &str, path: &str, body: serde_json::Value| {
+        let header = format!("X-Vault-Namespace: {ns}\r\n");
+        let (status, text) =
+            s.bao.request_with(method, path, Some(ROOT_TOKEN), Some(&body), &header).expect("OpenBao answers");
+        assert!((200..300).contains(&status), "{method} {path} in {ns}: HTTP {status}: {text}");
+    };
+    in_ns("POST", "/v1/sys/mounts/secret", serde_json::json!({"type": "kv", "options": {"version": "2"}}));
+    // Only the namespace holds this path.
+    let root_secret = s.bao.api("GET", &format!("/v1/secret/data/{}", f.kv_path), None);
+    in_ns("POST", "/v1/secret/data/only-here/db", serde_json::json!({"data": root_secret["data"]["data"]}));
+    let reference = ["--credentials", "vault:secret/only-here/db", "--ca", "vault:secret/only-here/db#ca_pem"];
+    let base = || {
+        let mut c = launcher(&f.home);
+        c.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args(reference);
+        c
+    };
+    for var in ["VAULT_NAMESPACE", "BAO_NAMESPACE"] {
+        let run = Run::of(base().env(var, &ns).args(["--", "sh", "-c", "echo user=$PGUSER"]));
+        run.assert_ok().assert_no_leak(&f.password);
+        assert!(run.stdout.contains(&format!("user={}\n", f.role)), "{run}");
+        assert!(run.stderr.contains(&format!("(namespace {ns}) with the token from VAULT_TOKEN")), "{run}");
+    }
+    Run::of(base().args(["--", "true"])).assert_fails(78, "vault:secret/only-here/db: no secret at this path");
+    Run::of(base().env("VAULT_NAMESPACE", "no-such-ns").args(["--", "true"]))
+        .assert_fails(78, "vault:secret/only-here/db (namespace no-such-ns): no secret at this path");
+}
+
+#[test]
 fn kv_v1_flags_and_inherited_pg_variables_fill_the_gaps() {
     let s = services();
     let role = unique("kv1");

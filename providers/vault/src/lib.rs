@@ -58,7 +58,9 @@ impl std::fmt::Debug for VaultConfig {
 /// A connected Vault client.
 pub struct VaultSource {
     client: VaultClient,
+    /// The address, and the namespace when one is set: for messages only.
     address: String,
+    namespace: Option<String>,
     login: Option<Login>,
     /// Set once the login token is revoked, so that a second call does nothing.
     revoked: std::sync::atomic::AtomicBool,
@@ -114,7 +116,11 @@ impl VaultSource {
         })?;
         Ok(Self {
             client,
-            address: config.address.clone(),
+            address: match &config.namespace {
+                Some(ns) => format!("{} (namespace {ns})", config.address),
+                None => config.address.clone(),
+            },
+            namespace: config.namespace.clone(),
             login: None,
             revoked: std::sync::atomic::AtomicBool::default(),
         })
@@ -134,7 +140,7 @@ impl VaultSource {
             e => {
                 let reference =
                     launcher_core::Reference::parse(&format!("vault:auth/{method}")).expect("static reference");
-                self_map_error(&address, e, &reference)
+                self_map_error(&address, None, e, &reference)
             }
         };
         self.login = auth::login(&mut self.client, auth, &address, map).await?;
@@ -166,14 +172,22 @@ impl VaultSource {
     }
 
     fn map_error(&self, error: ClientError, reference: &Reference) -> SourceError {
-        self_map_error(&self.address, error, reference)
+        self_map_error(&self.address, self.namespace.as_deref(), error, reference)
     }
 }
 
-/// Maps a vaultrs error for `reference` at the Vault `address`.
-fn self_map_error(address: &str, error: ClientError, reference: &Reference) -> SourceError {
+/// `reference`, with the namespace it was read in: a secret "not found" may be a namespace typo.
+fn in_namespace(reference: &Reference, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{reference} (namespace {ns})"),
+        None => reference.to_string(),
+    }
+}
+
+/// Maps a vaultrs error for `reference` at the Vault `address` (in `namespace`).
+fn self_map_error(address: &str, namespace: Option<&str>, error: ClientError, reference: &Reference) -> SourceError {
     {
-        let reference_text = reference.to_string();
+        let reference_text = in_namespace(reference, namespace);
         match error {
             ClientError::APIError { code: 403 | 401, errors } => SourceError::Denied {
                 reference: reference_text,
@@ -319,7 +333,9 @@ impl SecretSource for VaultSource {
         };
         match data {
             serde_json::Value::Object(map) => Ok((Document::Fields(Fields::from_json_object(map)), lease)),
-            serde_json::Value::Null => Err(SourceError::NotFound { reference: reference.to_string() }),
+            serde_json::Value::Null => {
+                Err(SourceError::NotFound { reference: in_namespace(reference, self.namespace.as_deref()) })
+            }
             _ => Err(SourceError::bad_content(reference, "Vault's answer holds no fields")),
         }
     }

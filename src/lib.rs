@@ -189,24 +189,38 @@ async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending
     } else {
         None
     };
-    let root = match (&plan.ca, ca, &runtime_dir) {
-        (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
-        (CaPlan::Existing(path), _, _) => path.clone(),
-        _ => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
-    };
-    let passfile = match (&target.password, &runtime_dir) {
-        (Some(password), Some(dir)) if passfile_needed => {
-            let line = pgpass::line(&target.host, target.port, &target.user, password);
-            Some(dir.write(".pgpass", line.expose().as_bytes(), 0o600)?)
+    // A write that fails part-way (a full disk, a file-size limit) must not leave a fragment of
+    // a key or a .pgpass line behind: the directory goes with the error.
+    let written = (|| {
+        let root = match (&plan.ca, ca, &runtime_dir) {
+            (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
+            (CaPlan::Existing(path), _, _) => path.clone(),
+            _ => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
+        };
+        let passfile = match (&target.password, &runtime_dir) {
+            (Some(password), Some(dir)) if passfile_needed => {
+                let line = pgpass::line(&target.host, target.port, &target.user, password);
+                Some(dir.write(".pgpass", line.expose().as_bytes(), 0o600)?)
+            }
+            _ => None,
+        };
+        let client = match (client, &runtime_dir) {
+            (Some((cert, key)), Some(dir)) => Some(ClientFiles {
+                cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
+                key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
+            }),
+            _ => None,
+        };
+        Ok((root, passfile, client))
+    })();
+    let (root, passfile, client) = match written {
+        Ok(files) => files,
+        Err(e) => {
+            if let Some(dir) = runtime_dir {
+                dir.remove();
+            }
+            return Err(e);
         }
-        _ => None,
-    };
-    let client = match (client, &runtime_dir) {
-        (Some((cert, key)), Some(dir)) => Some(ClientFiles {
-            cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
-            key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
-        }),
-        _ => None,
     };
     let Some(openssl) = openssl else {
         return Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: None });

@@ -180,3 +180,28 @@ fn while_it_holds_secrets_the_launcher_is_not_dumpable_and_dumps_no_core() {
     }
     let _ = child.0.kill();
 }
+
+#[test]
+fn a_file_that_cannot_be_written_takes_the_runtime_directory_with_it() {
+    let f = Fixture::new();
+    let base = f.home.join("run");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A file-size limit of one block (SIGXFSZ ignored, so that the write fails with EFBIG
+    // instead of killing the process): the CA bundle cannot be written whole.
+    let cmd = f.launcher();
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+    let mut wrapped = Command::new("sh");
+    wrapped
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
+        .env("XDG_RUNTIME_DIR", &base)
+        .args(["-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\""])
+        .arg(program)
+        .args(args)
+        .args(["--password-via", "passfile", "--", "true"]);
+    Run::of(&mut wrapped).assert_fails(73, "root.crt").assert_no_leak(&f.password);
+    let left: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -100,16 +100,21 @@ pub async fn check(
     let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);
 
-    // Channel binding is asked for first, so that the report can say it was used; a server (or
-    // a certificate signature algorithm) without it gets a second, ordinary attempt.
+    // Channel binding is asked for first, so that the report can say it was used; a server
+    // without it (a pooler) gets a second, ordinary attempt. A certificate whose signature has
+    // no digest (Ed25519) is where libpq itself fails as soon as the server offers
+    // SCRAM-SHA-256-PLUS, as PostgreSQL always does over TLS: the check says what libpq says.
     let mut channel_binding = target.password.is_some();
     let mut started = Instant::now();
     let mut connected = connect(target, &tls, options.timeout, channel_binding).await;
     if channel_binding
-        && connected
-            .as_ref()
-            .is_err_and(|e| matches!(e, Failure::Postgres(e) if e.to_string().contains("channel binding")))
+        && connected.as_ref().is_err_and(
+            |e| matches!(e, Failure::Postgres(e) if launcher_core::error_chain(e).contains("channel binding")),
+        )
     {
+        if let Some(Err(libpq)) = verifier.seen().end_point {
+            return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {libpq}")));
+        }
         channel_binding = false;
         started = Instant::now();
         connected = connect(target, &tls, options.timeout, false).await;

@@ -56,6 +56,29 @@ struct Spec {
     v1: bool,
     name_constraint: Option<&'static str>,
     rsa: Option<u32>,
+    key: KeyKind,
+}
+
+/// The subject's key, when not P-256 or plain RSA.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum KeyKind {
+    #[default]
+    Default,
+    Ed25519,
+    /// An RSA-PSS key (`openssl genpkey -algorithm RSA-PSS`): what it signs carries RSASSA-PSS
+    /// parameters.
+    RsaPss,
+}
+
+fn rsa_pss_key() -> PKey<Private> {
+    let out = support::run_ok(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "RSA-PSS",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ]));
+    PKey::private_key_from_pem(&out.stdout).unwrap()
 }
 
 #[derive(Clone, Copy)]
@@ -80,7 +103,11 @@ fn days(d: i64) -> Asn1Time {
 /// Issues `spec`, signed by `issuer` or self-signed.
 #[allow(clippy::too_many_lines, reason = "one certificate, one extension after another")]
 fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
-    let key = spec.rsa.map_or_else(ec_key, rsa_key);
+    let key = match spec.key {
+        KeyKind::Ed25519 => PKey::generate_ed25519().unwrap(),
+        KeyKind::RsaPss => rsa_pss_key(),
+        KeyKind::Default => spec.rsa.map_or_else(ec_key, rsa_key),
+    };
     let mut name = X509NameBuilder::new().unwrap();
     if let Some(cn) = spec.cn {
         name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
@@ -149,7 +176,9 @@ fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
         }
     }
     let signer = issuer.map_or(&key, |i| &i.key);
-    b.sign(signer, MessageDigest::sha256()).unwrap();
+    let digest =
+        if signer.id() == openssl::pkey::Id::ED25519 { MessageDigest::null() } else { MessageDigest::sha256() };
+    b.sign(signer, digest).unwrap();
     Issued { cert: b.build(), key }
 }
 
@@ -368,6 +397,23 @@ fn cases() -> Vec<Case> {
     v.push(Case::new("name constraints respected", &inside, &[], roots(&[&constrained])).named("db.example.test"));
     let rsa_leaf = leaf(&root, &Spec { rsa: Some(2048), ..localhost() });
     v.push(Case::new("RSA-2048 leaf", &rsa_leaf, &[], roots(&[&root])));
+    let ed_leaf = leaf(&root, &Spec { key: KeyKind::Ed25519, ..localhost() });
+    v.push(Case::new("Ed25519 leaf key", &ed_leaf, &[], roots(&[&root])));
+
+    // Signature algorithms, which also pick the digest of SCRAM's channel binding.
+    let ca_spec = |cn, key| Spec {
+        cn: Some(cn),
+        ca: Some(true),
+        key_usage: Some(KeyUsageSpec::CaUsages),
+        key,
+        ..Spec::default()
+    };
+    let pss_root = issue(&ca_spec("oracle RSA-PSS root", KeyKind::RsaPss), None);
+    let pss_signed = leaf(&pss_root, &localhost());
+    v.push(Case::new("leaf signed with RSASSA-PSS", &pss_signed, &[], roots(&[&pss_root])));
+    let ed_root = issue(&ca_spec("oracle Ed25519 root", KeyKind::Ed25519), None);
+    let ed_signed = leaf(&ed_root, &localhost());
+    v.push(Case::new("leaf signed with Ed25519 (no digest to bind with)", &ed_signed, &[], roots(&[&ed_root])));
 
     // Dates.
     let expired = leaf(&root, &Spec { not_before: Some(-10), not_after: Some(-1), ..localhost() });
@@ -575,6 +621,7 @@ fn launcher_verdict(env: &[(String, String)], home: &Path) -> (Verdict, Run) {
 
 /// libpq's refusals that the launcher must repeat word for word.
 const LIBPQ_PHRASES: &[&str] = &[
+    "could not find digest for NID",
     "server certificate for",
     "could not get server's host name from server certificate",
     "SSL error: certificate verify failed",

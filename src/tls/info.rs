@@ -109,6 +109,32 @@ pub(crate) fn spki(der: &[u8]) -> Option<&[u8]> {
     rest.get(..rest.len() - after.len())
 }
 
+/// The hash an RSASSA-PSS signature on a DER certificate uses: the hashAlgorithm in the
+/// parameters of the certificate's (outer) signatureAlgorithm, as the OID's DER contents
+/// ([`SHA1_OID`], the default, when the parameters do not say). `None` when `der` is not shaped
+/// like a certificate.
+pub(crate) fn pss_hash(der: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let (SEQUENCE, certificate, _) = tlv(der)? else { return None };
+    let (SEQUENCE, _, rest) = tlv(certificate)? else { return None };
+    let (SEQUENCE, algorithm, _) = tlv(rest)? else { return None };
+    let (OID, _, params) = tlv(algorithm)? else { return None };
+    let (SEQUENCE, params, _) = tlv(params)? else { return None };
+    // hashAlgorithm [0] EXPLICIT AlgorithmIdentifier DEFAULT sha1
+    match tlv(params) {
+        Some((0xa0, hash, _)) => {
+            let (SEQUENCE, hash, _) = tlv(hash)? else { return None };
+            let (OID, oid, _) = tlv(hash)? else { return None };
+            Some(oid)
+        }
+        _ => Some(SHA1_OID),
+    }
+}
+
+/// The DER contents of SHA-1's OID, 1.3.14.3.2.26.
+pub(crate) const SHA1_OID: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a];
+
 /// One DER element: (tag, contents, what follows). Only the low tag numbers a certificate uses.
 fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;

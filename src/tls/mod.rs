@@ -45,8 +45,9 @@ pub struct Seen {
     /// When the server's certificate arrived, and when its verdict was given: for `-v`'s
     /// account of where the check's time goes.
     pub verified: Option<(Instant, Instant)>,
-    /// The `tls-server-end-point` channel binding data of the accepted certificate.
-    pub end_point: Option<Vec<u8>>,
+    /// The `tls-server-end-point` channel binding data of the accepted certificate, or why
+    /// libpq could not make it.
+    pub end_point: Option<Result<Vec<u8>, String>>,
     /// The protocol and cipher the handshake settled on.
     pub negotiated: Option<Negotiated>,
 }
@@ -116,7 +117,7 @@ impl LibpqVerifier {
         hostname::verify(&self.host, &info::peer_names(&leaf)).map_err(|e| Refusal::Name(e.to_string()))?;
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.chain = built;
-        seen.end_point = stream::end_point(&leaf);
+        seen.end_point = Some(stream::end_point(&leaf, end_entity));
         Ok(())
     }
 }

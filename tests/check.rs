@@ -102,6 +102,31 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
 }
 
 #[test]
+fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
+    let s = services();
+    let home = support::home(&unique("chk-home"));
+    let (mut cmd, role, password) = libpq_env(&home);
+    let (_bouncer, port) =
+        s.pg.pgbouncer(&s.root.join(unique("pgbouncer")), &s.certs.server_cert, &s.certs.server_key, &role, &password);
+    let run =
+        Run::of(cmd.env("PGPASSWORD", &password).env("PGPORT", port.to_string()).args(["check", "--output", "json"]));
+    run.assert_ok().assert_no_leak(&password);
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(r["channel_binding"], false, "PgBouncer offers no SCRAM-SHA-256-PLUS: {run}");
+    // libpq, with its default channel_binding=prefer, connects through it as well.
+    let out = Command::new(support::pg::psql())
+        .env_clear()
+        .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
+        .env("PGPORT", port.to_string())
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", &s.certs.ca)
+        .args(["-XAtc", "select 1"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn expiry_warning_names_each_certificate_close_to_expiry() {
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);

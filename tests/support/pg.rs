@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Certs, free_port_pair, is_root, run_ok, with_pdeathsig};
+use super::{Certs, KillOnDrop, free_port_pair, is_root, run_ok, with_pdeathsig};
 
 /// A running cluster. Admin access is over its Unix socket (trust); TCP needs TLS + SCRAM.
 pub struct Pg {
@@ -189,6 +189,62 @@ impl Pg {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// PgBouncer in front of this server, on its own port: TLS with `cert`/`key` to clients,
+    /// SCRAM with `role`'s password, TLS to the server. A pooler: it offers SCRAM-SHA-256 but
+    /// not SCRAM-SHA-256-PLUS. Stopped when the returned value drops.
+    pub fn pgbouncer(&self, dir: &Path, cert: &Path, key: &Path, role: &str, password: &str) -> (KillOnDrop, u16) {
+        let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("pgbouncer (scripts/setup installs it)");
+        std::fs::create_dir_all(dir).unwrap();
+        give(dir);
+        let (tls_cert, tls_key, users) = (dir.join("server.crt"), dir.join("server.key"), dir.join("users.txt"));
+        std::fs::copy(cert, &tls_cert).unwrap();
+        std::fs::copy(key, &tls_key).unwrap();
+        // The auth file quotes with ", doubling any inside.
+        let quoted = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        std::fs::write(&users, format!("{} {}\n", quoted(role), quoted(password))).unwrap();
+        for file in [&tls_key, &users] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let port = free_port_pair();
+        let ini = dir.join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\npostgres = host=127.0.0.1 port={} dbname=postgres\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = scram-sha-256\nauth_file = {}\n\
+                 client_tls_sslmode = require\nclient_tls_cert_file = {}\nclient_tls_key_file = {}\n\
+                 server_tls_sslmode = require\npool_mode = session\nlogfile = {}\n",
+                self.port,
+                users.display(),
+                tls_cert.display(),
+                tls_key.display(),
+                dir.join("pgbouncer.log").display(),
+            ),
+        )
+        .unwrap();
+        for file in [&tls_cert, &tls_key, &users, &ini] {
+            give(file);
+        }
+        let mut cmd = with_pdeathsig("TERM", binary);
+        cmd.arg(&ini).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = KillOnDrop(as_server_user(&mut cmd).spawn().expect("start pgbouncer"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not start:\n{}",
+                std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (child, port)
     }
 
     /// psql as the superuser over the Unix socket.

@@ -11,7 +11,7 @@ use tokio_postgres::config::{ChannelBinding, SslMode};
 
 use crate::error::{Error, Exit};
 use crate::plan::CrlPlan;
-use crate::target::Target;
+use crate::target::{ChannelBindingMode, Target};
 use crate::tls::{CertInfo, LibpqVerifier, Pending, Refusal};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
@@ -101,10 +101,16 @@ pub async fn check(
     let server = format!("{}:{}", target.host, target.port);
 
     // Channel binding is asked for first, so that the report can say it was used; a server
-    // without it (a pooler) gets a second, ordinary attempt. A certificate whose signature has
-    // no digest (Ed25519) is where libpq itself fails as soon as the server offers
-    // SCRAM-SHA-256-PLUS, as PostgreSQL always does over TLS: the check says what libpq says.
-    let mut channel_binding = target.password.is_some();
+    // without it (a pooler) gets a second, ordinary attempt, unless PGCHANNELBINDING=require
+    // (then libpq refuses it too). A certificate whose signature has no digest (Ed25519) is
+    // where libpq itself fails as soon as the server offers SCRAM-SHA-256-PLUS, as PostgreSQL
+    // always does over TLS: the check says what libpq says.
+    let mode = target.channel_binding;
+    let mut channel_binding = match mode {
+        ChannelBindingMode::Disable => false,
+        ChannelBindingMode::Require => true,
+        ChannelBindingMode::Prefer => target.password.is_some(),
+    };
     let mut started = Instant::now();
     let mut connected = connect(target, &tls, options.timeout, channel_binding).await;
     if channel_binding
@@ -114,6 +120,15 @@ pub async fn check(
     {
         if let Some(Err(libpq)) = verifier.seen().end_point {
             return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {libpq}")));
+        }
+        if mode == ChannelBindingMode::Require {
+            return Err(Error::msg(
+                Exit::NoPerm,
+                format!(
+                    "connection to server at {server} failed: channel binding is required, but server did not \
+                     offer an authentication method that supports channel binding (PGCHANNELBINDING=require)"
+                ),
+            ));
         }
         channel_binding = false;
         started = Instant::now();
@@ -197,7 +212,11 @@ async fn connect(
         .dbname(&target.dbname)
         .application_name("launcher")
         .ssl_mode(SslMode::Require)
-        .channel_binding(if channel_binding { ChannelBinding::Require } else { ChannelBinding::Prefer })
+        .channel_binding(match (channel_binding, target.channel_binding) {
+            (true, _) => ChannelBinding::Require,
+            (false, ChannelBindingMode::Disable) => ChannelBinding::Disable,
+            (false, _) => ChannelBinding::Prefer,
+        })
         .connect_timeout(timeout);
     if let Some(addr) = target.hostaddr {
         config.hostaddr(addr);

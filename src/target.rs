@@ -26,6 +26,20 @@ pub struct Target {
     pub password: Option<SecretString>,
     /// Where the credentials came from, for messages (`vault:secret/app/db`).
     pub source: String,
+    /// `PGCHANNELBINDING`, which the app's libpq will honour too.
+    pub channel_binding: ChannelBindingMode,
+}
+
+/// libpq's `channel_binding` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelBindingMode {
+    /// Never SCRAM-SHA-256-PLUS.
+    Disable,
+    /// SCRAM-SHA-256-PLUS when the server offers it (libpq's default).
+    #[default]
+    Prefer,
+    /// Only SCRAM-SHA-256-PLUS.
+    Require,
 }
 
 impl Target {
@@ -92,7 +106,18 @@ impl Target {
                     .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")))?;
                 crate::pgpass::lookup(&file, &host, port, &dbname, &user)
             });
-        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source })
+        let channel_binding = match env.get("PGCHANNELBINDING") {
+            None | Some("prefer") => ChannelBindingMode::Prefer,
+            Some("require") => ChannelBindingMode::Require,
+            Some("disable") => ChannelBindingMode::Disable,
+            Some(other) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!("PGCHANNELBINDING: invalid channel_binding value: \"{other}\""),
+                ));
+            }
+        };
+        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source, channel_binding })
     }
 }
 

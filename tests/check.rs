@@ -114,16 +114,49 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
     let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(r["channel_binding"], false, "PgBouncer offers no SCRAM-SHA-256-PLUS: {run}");
     // libpq, with its default channel_binding=prefer, connects through it as well.
-    let out = Command::new(support::pg::psql())
+    let mut psql_through = Command::new(support::pg::psql());
+    psql_through
         .env_clear()
         .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
         .env("PGPORT", port.to_string())
         .env("PGSSLMODE", "verify-full")
         .env("PGSSLROOTCERT", &s.certs.ca)
-        .args(["-XAtc", "select 1"])
-        .output()
-        .unwrap();
+        .args(["-XAtc", "select 1"]);
+    let out = psql_through.output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+
+    // With PGCHANNELBINDING=require, libpq refuses the pooler, and so does the check.
+    let out = psql_through.env("PGCHANNELBINDING", "require").output().unwrap();
+    let libpq = String::from_utf8_lossy(&out.stderr);
+    assert!(libpq.contains("channel binding is required, but server did not offer"), "{libpq}");
+    let (mut cmd, _, _) = libpq_env(&home);
+    let run = Run::of(
+        cmd.env("PGUSER", &role)
+            .env("PGPASSWORD", &password)
+            .env("PGPORT", port.to_string())
+            .env("PGCHANNELBINDING", "require")
+            .arg("check"),
+    );
+    run.assert_fails(
+        77,
+        "channel binding is required, but server did not offer an authentication method that supports channel binding",
+    );
+    // Straight to PostgreSQL, require is met; disable is honoured.
+    for (mode, used) in [("require", true), ("disable", false)] {
+        let (mut cmd, _, _) = libpq_env(&home);
+        let run = Run::of(
+            cmd.env("PGUSER", &role)
+                .env("PGPASSWORD", &password)
+                .env("PGCHANNELBINDING", mode)
+                .args(["check", "--output", "json"]),
+        );
+        run.assert_ok();
+        let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(r["channel_binding"], used, "PGCHANNELBINDING={mode}: {run}");
+    }
+    let (mut cmd, _, _) = libpq_env(&home);
+    Run::of(cmd.env("PGPASSWORD", &password).env("PGCHANNELBINDING", "maybe").arg("check"))
+        .assert_fails(78, "PGCHANNELBINDING: invalid channel_binding value: \"maybe\"");
 }
 
 #[test]

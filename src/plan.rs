@@ -127,6 +127,16 @@ pub struct CrlPlan {
     pub dir: Option<PathBuf>,
 }
 
+/// The client certificate libpq presents on its own when it exists: `PGSSLCERT`, else
+/// `~/.postgresql/postgresql.crt`, with `PGSSLKEY`, else `~/.postgresql/postgresql.key`.
+#[derive(Debug, Clone, Default)]
+pub struct LibpqClientPlan {
+    /// The certificate file.
+    pub cert: Option<PathBuf>,
+    /// Its key file.
+    pub key: Option<PathBuf>,
+}
+
 /// Everything a launch needs to know before it touches the world.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -139,6 +149,8 @@ pub struct Plan {
     pub client_cert: Option<Reference>,
     /// Revocation lists for the check.
     pub crl: CrlPlan,
+    /// The client certificate files libpq would find, used when `--client-cert` is not given.
+    pub libpq_client: LibpqClientPlan,
     /// Explicit connection settings.
     pub overrides: Overrides,
     /// `PGHOSTADDR`: where to connect, while the name checked stays the host's.
@@ -206,6 +218,14 @@ impl Plan {
             }),
             dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
         };
+        // libpq treats an empty PGSSLCERT/PGSSLKEY as unset.
+        let file_or = |name, default| {
+            env.get(name).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| home.map(|h| h.join(default)))
+        };
+        let libpq_client = LibpqClientPlan {
+            cert: file_or("PGSSLCERT", ".postgresql/postgresql.crt"),
+            key: file_or("PGSSLKEY", ".postgresql/postgresql.key"),
+        };
         let uses = |scheme| {
             credentials
                 .iter()
@@ -244,6 +264,7 @@ impl Plan {
             ca,
             client_cert,
             crl,
+            libpq_client,
             overrides: Overrides {
                 host: options.host.clone(),
                 port: options.port,

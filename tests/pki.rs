@@ -121,3 +121,63 @@ fn scram_with_clientcert_verify_full() {
     run.assert_ok().assert_no_leak(&password);
     assert_eq!(run.stdout.trim(), format!("600\n{role}|t|/CN={role}"), "{run}");
 }
+
+#[test]
+fn client_certificate_files_libpq_finds_are_presented_by_the_check_and_judged_as_libpq_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = pki_server();
+    let home = support::home(&unique("pki-files"));
+    let issued =
+        services().bao.api("POST", "/v1/pki/issue/client", Some(&serde_json::json!({"common_name": "certuser"})));
+    let dir = home.join(".postgresql");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("postgresql.crt"), dir.join("postgresql.key"));
+    std::fs::write(&cert, issued["data"]["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(&key, issued["data"]["private_key"].as_str().unwrap()).unwrap();
+    let set_mode = |mode| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+    set_mode(0o600);
+    // ~/.postgresql/postgresql.crt and .key, as libpq finds them: the check presents them, and the
+    // app's libpq does the same by itself.
+    let who = || {
+        let mut c = launch(&home, server.pg.port);
+        c.args(["--user", "certuser", "--"]).arg(psql()).args(["-XAtc", WHO]);
+        c
+    };
+    let run = Run::of(&mut who());
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "certuser|t|/CN=certuser", "{run}");
+
+    // Elsewhere, named by PGSSLCERT and PGSSLKEY.
+    let moved = home.join("mounted");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(&dir, moved.join("tls")).unwrap();
+    let (cert_at, key_at) = (moved.join("tls/postgresql.crt"), moved.join("tls/postgresql.key"));
+    let run = Run::of(who().env("PGSSLCERT", &cert_at).env("PGSSLKEY", &key_at));
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "certuser|t|/CN=certuser", "{run}");
+
+    // A key others may read, or no key: libpq refuses, in these words, and so does the check.
+    std::fs::set_permissions(&key_at, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Run::of(who().env("PGSSLCERT", &cert_at).env("PGSSLKEY", &key_at)).assert_fails(
+        78,
+        &format!(
+            "private key file \"{}\" has group or world access; file must have permissions u=rw (0600)",
+            key_at.display()
+        ),
+    );
+    Run::of(who().env("PGSSLCERT", &cert_at).env("PGSSLKEY", moved.join("none.key"))).assert_fails(
+        78,
+        &format!("certificate present, but not private key file \"{}\"", moved.join("none.key").display()),
+    );
+    let libpq = std::process::Command::new(psql())
+        .env_clear()
+        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
+        .env("PGPORT", server.pg.port.to_string())
+        .env("PGSSLCERT", &cert_at)
+        .env("PGSSLKEY", &key_at)
+        .args(["-XAtc", "select 1"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&libpq.stderr);
+    assert!(said.contains("has group or world access"), "libpq's own verdict on the 0644 key: {said}");
+}

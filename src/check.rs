@@ -124,6 +124,8 @@ pub struct CheckOptions {
     pub timeout: Duration,
     /// Warn when a certificate in the chain expires within this many days.
     pub expiry_warning_days: i64,
+    /// The TLS versions libpq would allow.
+    pub tls_range: crate::plan::TlsRange,
 }
 
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
@@ -146,7 +148,7 @@ pub async fn check(
         .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
         .transpose()
         .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?;
-    let tls = crate::tls::client_config(verifier.clone(), provider, identity)
+    let tls = crate::tls::client_config(verifier.clone(), provider, identity, options.tls_range)
         .map_err(|e| Error::new(Exit::DataErr, e).context("client certificate"))?;
     let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);

@@ -225,8 +225,11 @@ async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending
     let Some(openssl) = openssl else {
         return Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: None });
     };
-    let options =
-        CheckOptions { timeout: plan.connect_timeout, expiry_warning_days: i64::from(plan.expiry_warning_days) };
+    let options = CheckOptions {
+        timeout: plan.connect_timeout,
+        expiry_warning_days: i64::from(plan.expiry_warning_days),
+        tls_range: plan.tls_range,
+    };
     let started = std::time::Instant::now();
     // Without --client-cert, the client certificate libpq would find on its own, if any.
     let presented = match &client {

@@ -137,6 +137,46 @@ pub struct LibpqClientPlan {
     pub key: Option<PathBuf>,
 }
 
+/// The TLS versions libpq allows: `PGSSLMINPROTOCOLVERSION` (default TLSv1.2) to
+/// `PGSSLMAXPROTOCOLVERSION`. Versions below 1.2 are allowed names, but the check (rustls)
+/// speaks only 1.2 and 1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsRange {
+    /// Whether TLS 1.2 may be negotiated.
+    pub tls12: bool,
+    /// Whether TLS 1.3 may be negotiated.
+    pub tls13: bool,
+}
+
+impl TlsRange {
+    fn from_env(env: &ParentEnv) -> Result<Self, Error> {
+        // libpq's names, in order; an empty value is unset.
+        const NAMES: [&str; 4] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+        let read = |var: &str, setting: &str, default: usize| match env.get(var).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => NAMES
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(v))
+                .ok_or_else(|| Error::msg(Exit::Config, format!("{var}: invalid {setting} value: \"{v}\""))),
+        };
+        let min = read("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version", 2)?;
+        let max = read("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version", 3)?;
+        if min > max {
+            return Err(Error::msg(
+                Exit::Config,
+                "PGSSLMINPROTOCOLVERSION/PGSSLMAXPROTOCOLVERSION: invalid SSL protocol version range",
+            ));
+        }
+        if max < 2 {
+            return Err(Error::msg(
+                Exit::Config,
+                "PGSSLMAXPROTOCOLVERSION: the check speaks TLS 1.2 and 1.3 only, and this range excludes both",
+            ));
+        }
+        Ok(Self { tls12: min <= 2, tls13: max >= 3 })
+    }
+}
+
 /// Everything a launch needs to know before it touches the world.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -151,6 +191,8 @@ pub struct Plan {
     pub crl: CrlPlan,
     /// The client certificate files libpq would find, used when `--client-cert` is not given.
     pub libpq_client: LibpqClientPlan,
+    /// The TLS versions libpq would allow.
+    pub tls_range: TlsRange,
     /// Explicit connection settings.
     pub overrides: Overrides,
     /// `PGHOSTADDR`: where to connect, while the name checked stays the host's.
@@ -265,6 +307,7 @@ impl Plan {
             client_cert,
             crl,
             libpq_client,
+            tls_range: TlsRange::from_env(&env)?,
             overrides: Overrides {
                 host: options.host.clone(),
                 port: options.port,
@@ -356,6 +399,19 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn tls_versions_bound_as_in_libpq() {
+        let range = |pairs: &[(&str, &str)]| TlsRange::from_env(&ParentEnv::from_pairs(pairs.iter().copied()));
+        assert_eq!(range(&[]).unwrap(), TlsRange { tls12: true, tls13: true });
+        assert_eq!(range(&[("PGSSLMINPROTOCOLVERSION", "tlsv1.3")]).unwrap(), TlsRange { tls12: false, tls13: true });
+        assert_eq!(range(&[("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap(), TlsRange { tls12: true, tls13: false });
+        assert_eq!(range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1")]).unwrap(), TlsRange { tls12: true, tls13: true });
+        let e = range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1.3"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap_err();
+        assert!(e.to_string().contains("invalid SSL protocol version range"), "{e}");
+        let e = range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.1")]).unwrap_err();
+        assert!(e.to_string().contains("TLS 1.2 and 1.3 only"), "{e}");
     }
 
     #[test]

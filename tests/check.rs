@@ -99,6 +99,42 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
         assert_eq!(ours.to_vec(), libpq_session(port, &role, &password), "the report against libpq's session: {run}");
         assert_eq!(r["channel_binding"], true, "tls-server-end-point as libpq computes it: {run}");
     }
+
+    // PGSSLMINPROTOCOLVERSION / PGSSLMAXPROTOCOLVERSION bound the check as they bound libpq.
+    let role = unique("tlsv");
+    let password = canary();
+    for pg in [&s.pg, &tls12] {
+        pg.create_role(&role, &password);
+    }
+    let both = |port: u16, var: &str, value: &str| {
+        let (mut cmd, _, _) = libpq_env(&home);
+        let run = Run::of(
+            cmd.env("PGPORT", port.to_string())
+                .env("PGUSER", &role)
+                .env("PGPASSWORD", &password)
+                .env(var, value)
+                .args(["check", "--output", "json"]),
+        );
+        let libpq = Command::new(support::pg::psql())
+            .env_clear()
+            .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
+            .env("PGPORT", port.to_string())
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", &s.certs.ca)
+            .env(var, value)
+            .args(["-XAtc", "select version from pg_stat_ssl where pid = pg_backend_pid()"])
+            .output()
+            .unwrap();
+        (run, String::from_utf8_lossy(&libpq.stdout).trim().to_owned())
+    };
+    let (run, libpq) = both(tls12.port, "PGSSLMINPROTOCOLVERSION", "TLSv1.3");
+    assert_eq!((run.code, libpq.as_str()), (76, ""), "a TLS 1.2 server under a TLS 1.3 minimum: {run}");
+    let (run, libpq) = both(s.pg.port, "PGSSLMAXPROTOCOLVERSION", "TLSv1.2");
+    run.assert_ok();
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!((r["version"].as_str(), libpq.as_str()), (Some("TLSv1.2"), "TLSv1.2"), "{run}");
+    let (run, _) = both(s.pg.port, "PGSSLMINPROTOCOLVERSION", "TLSv9");
+    run.assert_fails(78, "PGSSLMINPROTOCOLVERSION: invalid ssl_min_protocol_version value: \"TLSv9\"");
 }
 
 #[test]

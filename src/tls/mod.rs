@@ -218,16 +218,22 @@ pub fn sni_name(host: &str) -> String {
     host.parse::<std::net::Ipv6Addr>().map_or_else(|_| host.to_owned(), |v6| v6.to_string())
 }
 
-/// A rustls client configuration whose only verifier is `verifier` (TLS 1.2 and 1.3, as libpq's
-/// default `ssl_min_protocol_version` allows).
+/// A rustls client configuration whose only verifier is `verifier`, for the TLS versions in
+/// `range` (by default 1.2 and 1.3, as libpq's default `ssl_min_protocol_version` allows).
 /// With `client`, the configuration presents that certificate (`PGSSLCERT`/`PGSSLKEY`).
 pub fn client_config(
     verifier: Arc<LibpqVerifier>,
     provider: Arc<CryptoProvider>,
     client: Option<ClientIdentity>,
+    range: crate::plan::TlsRange,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [range.tls13.then_some(&rustls::version::TLS13), range.tls12.then_some(&rustls::version::TLS12)]
+            .into_iter()
+            .flatten()
+            .collect();
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(&versions)?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     match client {

@@ -72,6 +72,13 @@ impl ChildEnv {
                 "overriding inherited PGGSSENCMODE={mode} with disable (the app connects with the TLS the launcher checked)"
             ));
         }
+        if parent.get("PGSERVICE").is_some() && removed(plan, OsStr::new("PGSERVICE")) {
+            warnings.push(
+                "withholding inherited PGSERVICE: libpq would let the service file's settings override the PG* \
+                 variables the launcher sets, sslmode=verify-full included (--keep-env PGSERVICE passes it)"
+                    .to_owned(),
+            );
+        }
         if let Some(old) = parent.get("PGSSLROOTCERT").filter(|p| Path::new(p) != root) {
             warnings.push(format!("overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"));
         }
@@ -317,6 +324,7 @@ mod tests {
             ("LAUNCHER_CREDENTIALS", "vault:x"),
             ("PGSSLMODE", "require"),
             ("PGGSSENCMODE", "prefer"),
+            ("PGSERVICE", "legacy"),
             ("PGHOST", "old"),
         ]);
         let env = ChildEnv::build(
@@ -334,6 +342,7 @@ mod tests {
         assert_eq!(get("LAUNCHER_CREDENTIALS"), None);
         assert_eq!(get("PGSSLMODE"), Some("verify-full"));
         assert_eq!(get("PGGSSENCMODE"), Some("disable"));
+        assert_eq!(get("PGSERVICE"), None);
         assert_eq!(get("PGHOST"), Some("db.test"));
         assert_eq!(get("PGPASSWORD"), Some("p'w$\"x"));
         assert_eq!(pairs.iter().filter(|(k, _)| k == "PGHOST").count(), 1);
@@ -342,6 +351,8 @@ mod tests {
             [
                 "overriding inherited PGSSLMODE=require with verify-full",
                 "overriding inherited PGGSSENCMODE=prefer with disable (the app connects with the TLS the launcher checked)",
+                "withholding inherited PGSERVICE: libpq would let the service file's settings override the PG* \
+                 variables the launcher sets, sslmode=verify-full included (--keep-env PGSERVICE passes it)",
                 "overriding inherited PGHOST"
             ]
         );

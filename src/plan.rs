@@ -281,7 +281,9 @@ impl Plan {
         let uses_vault = uses(launcher_core::Scheme::Vault) || uses(launcher_core::Scheme::VaultPki);
         let uses_aws = uses(launcher_core::Scheme::AwsSm);
         // Bootstrap credentials the launcher used never reach the app, unless kept explicitly.
-        let mut strip: Vec<&'static str> = vec!["VAULT_TOKEN", "BAO_TOKEN"];
+        // PGSERVICE too: libpq lets a service file's settings override the PG* variables, so an
+        // inherited service could undo the host, the CA and sslmode=verify-full the launcher sets.
+        let mut strip: Vec<&'static str> = vec!["VAULT_TOKEN", "BAO_TOKEN", "PGSERVICE"];
         if uses_aws && env.get("AWS_ACCESS_KEY_ID").is_some() {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }

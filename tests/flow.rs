@@ -381,3 +381,23 @@ fn vault_over_tls_is_verified_against_vault_cacert() {
         .assert_no_leak(&f.password);
     launch(None).assert_fails(69, "certificate").assert_no_leak(&f.password);
 }
+
+#[test]
+fn an_inherited_pgservice_cannot_undo_what_the_launcher_sets() {
+    let f = Fixture::new();
+    // A service file that would send libpq elsewhere, in plaintext: service settings take
+    // precedence over PG* variables in libpq.
+    let services_file = f.home.join("pg_service.conf");
+    std::fs::write(&services_file, "[legacy]\nhost=wrong.invalid\nport=1\nsslmode=disable\n").unwrap();
+    let run = Run::of(
+        f.launcher()
+            .env("PGSERVICEFILE", &services_file)
+            .env("PGSERVICE", "legacy")
+            .arg("--")
+            .arg(psql())
+            .args(["-XAtc", TLS_ROW]),
+    );
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "t|TLSv1.3", "{run}");
+    assert!(run.stderr.contains("withholding inherited PGSERVICE"), "{run}");
+}

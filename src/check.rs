@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_postgres::config::{ChannelBinding, SslMode};
+use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
 
 use crate::error::{Error, Exit};
 use crate::plan::CrlPlan;
-use crate::target::{ChannelBindingMode, Target};
+use crate::target::{ChannelBindingMode, SessionAttrs, Target};
 use crate::tls::{CertInfo, LibpqVerifier, Pending, Refusal};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
@@ -221,11 +221,7 @@ pub async fn check(
         ));
     }
     let certificates = verifier.seen().chain;
-    let warnings = certificates
-        .iter()
-        .filter(|c| c.days_left < options.expiry_warning_days)
-        .map(|c| format!("certificate \"{}\" expires in {} days ({})", c.subject, c.days_left, c.not_after))
-        .collect();
+    let warnings = warnings(&certificates, options, target);
     Ok(Checked {
         report: Report {
             server,
@@ -242,6 +238,23 @@ pub async fn check(
             warnings,
         },
     })
+}
+
+/// Certificates close to expiry, and what the check could not judge.
+fn warnings(certificates: &[CertInfo], options: &CheckOptions, target: &Target) -> Vec<String> {
+    let mut warnings: Vec<String> = certificates
+        .iter()
+        .filter(|c| c.days_left < options.expiry_warning_days)
+        .map(|c| format!("certificate \"{}\" expires in {} days ({})", c.subject, c.days_left, c.not_after))
+        .collect();
+    if target.session == SessionAttrs::Unchecked {
+        warnings.push(
+            "PGTARGETSESSIONATTRS primary/standby is not checked (the check cannot read the server's \
+             in_hot_standby); the app's libpq still enforces it"
+                .to_owned(),
+        );
+    }
+    warnings
 }
 
 enum Failure {
@@ -264,6 +277,11 @@ async fn connect(
         .user(&target.user)
         .dbname(&target.dbname)
         .application_name("launcher")
+        .target_session_attrs(match target.session {
+            SessionAttrs::ReadWrite => TargetSessionAttrs::ReadWrite,
+            SessionAttrs::ReadOnly => TargetSessionAttrs::ReadOnly,
+            SessionAttrs::Any | SessionAttrs::Unchecked => TargetSessionAttrs::Any,
+        })
         .ssl_mode(SslMode::Require)
         .channel_binding(match (channel_binding, target.channel_binding) {
             (true, _) => ChannelBinding::Require,
@@ -303,6 +321,19 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
         return Error::msg(exit, format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()));
     }
     let text = launcher_core::error_chain(e);
+    // PGTARGETSESSIONATTRS, in libpq's words; "unavailable", so that --wait rides out a failover.
+    if text.contains("database does not allow writes") {
+        return Error::msg(
+            Exit::Unavailable,
+            format!("{prefix}: session is read-only (PGTARGETSESSIONATTRS=read-write)"),
+        );
+    }
+    if text.contains("database is not read only") {
+        return Error::msg(
+            Exit::Unavailable,
+            format!("{prefix}: session is not read-only (PGTARGETSESSIONATTRS=read-only)"),
+        );
+    }
     if text.contains("server does not support TLS") {
         return Error::msg(Exit::Tls, format!("{prefix}: server does not support SSL, but SSL was required"));
     }

@@ -312,6 +312,7 @@ mod tests {
             password: Some(SecretString::new("p'w$\"x".into())),
             source: "vault:secret/db".into(),
             channel_binding: crate::target::ChannelBindingMode::Prefer,
+            session: crate::target::SessionAttrs::Any,
         }
     }
 

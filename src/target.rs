@@ -28,6 +28,23 @@ pub struct Target {
     pub source: String,
     /// `PGCHANNELBINDING`, which the app's libpq will honour too.
     pub channel_binding: ChannelBindingMode,
+    /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
+    pub session: SessionAttrs,
+}
+
+/// libpq's `target_session_attrs`, for the one host the launcher allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionAttrs {
+    /// `any`, and `prefer-standby` (which, with one host, settles for any session).
+    #[default]
+    Any,
+    /// `read-write`: the session must not be read-only.
+    ReadWrite,
+    /// `read-only`: the session must be read-only.
+    ReadOnly,
+    /// `primary` or `standby`: judged from the server's `in_hot_standby`, which the check
+    /// cannot read; the app's libpq still enforces it.
+    Unchecked,
 }
 
 /// libpq's `channel_binding` setting.
@@ -117,7 +134,19 @@ impl Target {
                 ));
             }
         };
-        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source, channel_binding })
+        let session = match env.get("PGTARGETSESSIONATTRS") {
+            None | Some("any" | "prefer-standby") => SessionAttrs::Any,
+            Some("read-write") => SessionAttrs::ReadWrite,
+            Some("read-only") => SessionAttrs::ReadOnly,
+            Some("primary" | "standby") => SessionAttrs::Unchecked,
+            Some(other) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!("PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"{other}\""),
+                ));
+            }
+        };
+        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source, channel_binding, session })
     }
 }
 

@@ -196,6 +196,43 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
 }
 
 #[test]
+fn target_session_attrs_are_judged_as_libpq_judges_them() {
+    let s = services();
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    // A role whose sessions are read-only, as on a standby.
+    s.pg.sql(&format!("ALTER ROLE {role} SET default_transaction_read_only = on"));
+    let libpq = |attrs: &str| {
+        let out = Command::new(support::pg::psql())
+            .env_clear()
+            .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
+            .env("PGPORT", s.pg.port.to_string())
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", &s.certs.ca)
+            .env("PGTARGETSESSIONATTRS", attrs)
+            .args(["-XAtc", "select 1"])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let ours = |attrs: &str| {
+        let (mut cmd, _, _) = libpq_env(&home);
+        Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &password).env("PGTARGETSESSIONATTRS", attrs).arg("check"))
+    };
+    let (ok, said) = libpq("read-write");
+    assert!(!ok && said.contains("session is read-only"), "{said}");
+    ours("read-write").assert_fails(69, "session is read-only");
+    for attrs in ["read-only", "any", "prefer-standby"] {
+        assert!(libpq(attrs).0, "libpq with {attrs}");
+        ours(attrs).assert_ok();
+    }
+    let run = ours("primary");
+    run.assert_ok();
+    assert!(run.stderr.contains("PGTARGETSESSIONATTRS primary/standby is not checked"), "{run}");
+    ours("sometimes").assert_fails(78, "PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"sometimes\"");
+}
+
+#[test]
 fn expiry_warning_names_each_certificate_close_to_expiry() {
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);

@@ -292,6 +292,9 @@ async fn connect(
     if let Some(addr) = target.hostaddr {
         config.hostaddr(addr);
     }
+    if let Some(options) = &target.options {
+        config.options(options);
+    }
     if let Some(password) = &target.password {
         config.password(password.expose());
     }
@@ -314,8 +317,9 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
         let exit = match db.code().code() {
             // invalid_password, invalid_authorization_specification (pg_hba), insufficient_privilege
             "28P01" | "28000" | "42501" => Exit::NoPerm,
-            // invalid_catalog_name: the database does not exist
-            "3D000" => Exit::Config,
+            // invalid_catalog_name: the database does not exist; invalid_parameter_value and
+            // undefined_object: a bad PGOPTIONS setting
+            "3D000" | "22023" | "42704" => Exit::Config,
             _ => Exit::Unavailable,
         };
         return Error::msg(exit, format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()));

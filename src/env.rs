@@ -313,6 +313,7 @@ mod tests {
             source: "vault:secret/db".into(),
             channel_binding: crate::target::ChannelBindingMode::Prefer,
             session: crate::target::SessionAttrs::Any,
+            options: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Target {
     pub channel_binding: ChannelBindingMode,
     /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
     pub session: SessionAttrs,
+    /// `PGOPTIONS`: the server options the app's libpq will send at start-up (a bad one is a
+    /// FATAL error there, and so in the check).
+    pub options: Option<String>,
 }
 
 /// libpq's `target_session_attrs`, for the one host the launcher allows.
@@ -146,7 +149,19 @@ impl Target {
                 ));
             }
         };
-        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source, channel_binding, session })
+        let options = env.get("PGOPTIONS").filter(|o| !o.is_empty()).map(str::to_owned);
+        Ok(Self {
+            host,
+            hostaddr: plan.hostaddr,
+            port,
+            user,
+            dbname,
+            password,
+            source,
+            channel_binding,
+            session,
+            options,
+        })
     }
 }
 

@@ -233,6 +233,25 @@ fn target_session_attrs_are_judged_as_libpq_judges_them() {
 }
 
 #[test]
+fn pgoptions_reach_the_server_from_the_check_as_from_libpq() {
+    let home = support::home(&unique("chk-home"));
+    // A bad one is FATAL at start-up, for libpq as for the check.
+    let (mut cmd, _, password) = libpq_env(&home);
+    Run::of(cmd.env("PGPASSWORD", &password).env("PGOPTIONS", "-c statement_timeout=soon").arg("check"))
+        .assert_fails(78, "invalid value for parameter \"statement_timeout\": \"soon\" (SQLSTATE 22023)");
+    let (mut cmd, _, password) = libpq_env(&home);
+    Run::of(
+        cmd.env("PGPASSWORD", &password)
+            .env("PGOPTIONS", "-c no_such.setting_ok=1 -c statement_timeout=5s")
+            .arg("check"),
+    )
+    .assert_ok();
+    let (mut cmd, _, password) = libpq_env(&home);
+    Run::of(cmd.env("PGPASSWORD", &password).env("PGOPTIONS", "-c no_such_setting=1").arg("check"))
+        .assert_fails(78, "unrecognized configuration parameter \"no_such_setting\"");
+}
+
+#[test]
 fn expiry_warning_names_each_certificate_close_to_expiry() {
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);

@@ -46,20 +46,22 @@ fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
     assert_eq!(r["warnings"], serde_json::json!([]));
 }
 
+/// psql (libpq) with verify-full against the test CA, as `role`, to `port`, running `sql`.
+fn psql_as(port: u16, role: &str, password: &str, sql: &str) -> Command {
+    let mut c = Command::new(support::pg::psql());
+    c.env_clear()
+        .envs([("PGHOST", "localhost"), ("PGUSER", role), ("PGPASSWORD", password), ("PGDATABASE", "postgres")])
+        .env("PGPORT", port.to_string())
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", &services().certs.ca)
+        .args(["-XAtc", sql]);
+    c
+}
+
 /// The session as libpq's own connection to `port` sees it in `pg_stat_ssl`: version, cipher, bits.
 fn libpq_session(port: u16, role: &str, password: &str) -> Vec<String> {
-    let out = support::run_ok(
-        Command::new(support::pg::psql())
-            .env_clear()
-            .env("PGHOST", "localhost")
-            .env("PGPORT", port.to_string())
-            .env("PGUSER", role)
-            .env("PGPASSWORD", password)
-            .env("PGDATABASE", "postgres")
-            .env("PGSSLMODE", "verify-full")
-            .env("PGSSLROOTCERT", &services().certs.ca)
-            .args(["-XAtc", "select version, cipher, bits from pg_stat_ssl where pid = pg_backend_pid()"]),
-    );
+    let sql = "select version, cipher, bits from pg_stat_ssl where pid = pg_backend_pid()";
+    let out = support::run_ok(&mut psql_as(port, role, password, sql));
     String::from_utf8_lossy(&out.stdout).trim().split('|').map(str::to_owned).collect()
 }
 
@@ -115,14 +117,8 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
                 .env(var, value)
                 .args(["check", "--output", "json"]),
         );
-        let libpq = Command::new(support::pg::psql())
-            .env_clear()
-            .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
-            .env("PGPORT", port.to_string())
-            .env("PGSSLMODE", "verify-full")
-            .env("PGSSLROOTCERT", &s.certs.ca)
+        let libpq = psql_as(port, &role, &password, "select version from pg_stat_ssl where pid = pg_backend_pid()")
             .env(var, value)
-            .args(["-XAtc", "select version from pg_stat_ssl where pid = pg_backend_pid()"])
             .output()
             .unwrap();
         (run, String::from_utf8_lossy(&libpq.stdout).trim().to_owned())
@@ -150,14 +146,7 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
     let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(r["channel_binding"], false, "PgBouncer offers no SCRAM-SHA-256-PLUS: {run}");
     // libpq, with its default channel_binding=prefer, connects through it as well.
-    let mut psql_through = Command::new(support::pg::psql());
-    psql_through
-        .env_clear()
-        .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
-        .env("PGPORT", port.to_string())
-        .env("PGSSLMODE", "verify-full")
-        .env("PGSSLROOTCERT", &s.certs.ca)
-        .args(["-XAtc", "select 1"]);
+    let mut psql_through = psql_as(port, &role, &password, "select 1");
     let out = psql_through.output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -203,16 +192,7 @@ fn target_session_attrs_are_judged_as_libpq_judges_them() {
     // A role whose sessions are read-only, as on a standby.
     s.pg.sql(&format!("ALTER ROLE {role} SET default_transaction_read_only = on"));
     let libpq = |attrs: &str| {
-        let out = Command::new(support::pg::psql())
-            .env_clear()
-            .envs([("PGHOST", "localhost"), ("PGUSER", &role), ("PGPASSWORD", &password), ("PGDATABASE", "postgres")])
-            .env("PGPORT", s.pg.port.to_string())
-            .env("PGSSLMODE", "verify-full")
-            .env("PGSSLROOTCERT", &s.certs.ca)
-            .env("PGTARGETSESSIONATTRS", attrs)
-            .args(["-XAtc", "select 1"])
-            .output()
-            .unwrap();
+        let out = psql_as(s.pg.port, &role, &password, "select 1").env("PGTARGETSESSIONATTRS", attrs).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let ours = |attrs: &str| {

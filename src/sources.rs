@@ -103,9 +103,10 @@ impl Sources {
         Ok(())
     }
 
-    /// Called when a launch fails after logging in: the login token is revoked even though a
-    /// lease may hang on it, so that the dynamic credentials issued under it go too (with
-    /// `--wait`, every failed attempt would otherwise leave a database user behind).
+    /// Called when a launch fails: the dynamic credentials it was issued go (with `--wait`,
+    /// every failed attempt would otherwise leave a database user behind). After a login, the
+    /// login token is revoked even though a lease hangs on it, and the leases go with it; with a
+    /// token the launcher was given, which it must not revoke, each lease is revoked instead.
     pub async fn abandon(&self) {
         #[cfg(feature = "vault")]
         if let Some(v) = &self.vault {
@@ -115,6 +116,11 @@ impl Sources {
                 }
                 Ok(false) => {}
                 Err(e) => crate::log::warn(format!("could not revoke the Vault login token: {e}")),
+            }
+            match v.revoke_leases().await {
+                Ok(0) => {}
+                Ok(n) => crate::log::info(format!("the launch failed: revoked the {n} lease(s) issued to it")),
+                Err(e) => crate::log::warn(format!("could not revoke the lease issued to this launch: {e}")),
             }
         }
     }

@@ -123,3 +123,21 @@ fn static_credentials_connect_with_the_password_vault_rotated() {
     assert_eq!(run.stdout.trim(), "static_app", "{run}");
     assert!(!run.stderr.contains("lease "), "static credentials carry no lease: {run}");
 }
+
+#[test]
+fn a_failed_launch_revokes_the_lease_it_was_issued_with_a_token_it_was_given() {
+    // Nothing listens on port 1: the check fails after the database user was created. The
+    // root token is not the launcher's to revoke; the lease is.
+    let run = Run::of(dynamic("app", ROOT_TOKEN).args(["--port", "1", "--", "true"]));
+    run.assert_fails(69, "connection to server at localhost:1 failed");
+    assert!(run.stderr.contains("the launch failed: revoked the 1 lease(s) issued to it"), "{run}");
+    let lease = run.stderr.split("lease ").nth(1).and_then(|l| l.split(':').next()).unwrap_or_else(|| panic!("{run}"));
+    assert!(lease.starts_with("database/creds/app/"), "{run}");
+    let lookup = services().bao.request(
+        "PUT",
+        "/v1/sys/leases/lookup",
+        Some(ROOT_TOKEN),
+        Some(&serde_json::json!({"lease_id": lease})),
+    );
+    assert!(!matches!(lookup, Some((200, _))), "the lease must be gone: {lookup:?}");
+}

@@ -64,6 +64,8 @@ pub struct VaultSource {
     login: Option<Login>,
     /// Set once the login token is revoked, so that a second call does nothing.
     revoked: std::sync::atomic::AtomicBool,
+    /// The leases this launch was issued, for [`VaultSource::revoke_leases`].
+    leases: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for VaultSource {
@@ -123,6 +125,7 @@ impl VaultSource {
             namespace: config.namespace.clone(),
             login: None,
             revoked: std::sync::atomic::AtomicBool::default(),
+            leases: std::sync::Mutex::default(),
         })
     }
 
@@ -158,6 +161,24 @@ impl VaultSource {
             self.map_error(e, &reference)
         })?;
         Ok(true)
+    }
+
+    /// Revokes the leases this launch was issued, for a launch that failed while using a token
+    /// it was given (after a login, revoking the login token does it). Returns how many; a token
+    /// without the `sys/leases/revoke` capability gets Vault's refusal.
+    pub async fn revoke_leases(&self) -> Result<usize, SourceError> {
+        if self.login.is_some() {
+            return Ok(0);
+        }
+        let leases = std::mem::take(&mut *self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for id in &leases {
+            let path = format!("sys/leases/revoke/{id}");
+            vaultrs::api::exec_with_empty(&self.client, RawWrite { path }).await.map_err(|e| {
+                let reference = launcher_core::Reference::parse("vault:sys/leases/revoke").expect("static reference");
+                self.map_error(e, &reference)
+            })?;
+        }
+        Ok(leases.len())
     }
 
     async fn mount_of(&self, path: &str, reference: &Reference) -> Result<Option<Mount>, SourceError> {
@@ -300,6 +321,27 @@ impl rustify::endpoint::Endpoint for RawRead {
     }
 }
 
+/// A `PUT` with no body (`sys/leases/revoke/ID`).
+#[derive(Debug)]
+struct RawWrite {
+    path: String,
+}
+
+#[async_trait::async_trait]
+impl rustify::endpoint::Endpoint for RawWrite {
+    type Response = ();
+    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
+    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> rustify::enums::RequestMethod {
+        rustify::enums::RequestMethod::PUT
+    }
+}
+
 impl SecretSource for VaultSource {
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         if reference.scheme() == launcher_core::Scheme::VaultPki {
@@ -402,6 +444,7 @@ impl VaultSource {
         // ttl 0 means the token never expires (a root token).
         let token_ttl =
             token.get("ttl").and_then(serde_json::Value::as_u64).filter(|t| *t > 0).map(Duration::from_secs);
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(id.to_owned());
         Ok(Some(Lease { id: id.to_owned(), ttl: Duration::from_secs(seconds), renewable, token_ttl }))
     }
 }

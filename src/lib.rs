@@ -132,7 +132,10 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 }
 
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
-    let ready = with_wait(&plan, || prepare(&plan, !matches!(mode, Mode::Env { .. }))).await?;
+    let check = !matches!(mode, Mode::Env { .. });
+    // `launcher check` uses the credentials for nothing after the check.
+    let used = !matches!(mode, Mode::Check(_));
+    let ready = with_wait(&plan, || prepare(&plan, check, used)).await?;
     let lease = if plan.export_lease { ready.lease.as_ref() } else { None };
     let files = env::Files { root: &ready.root, passfile: ready.passfile.as_deref(), client: ready.client.as_ref() };
     let child = ChildEnv::build(&plan, &ready.target, &files, lease);
@@ -162,8 +165,9 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
     }
 }
 
-/// Fetches, writes the CA file and (when `check`) checks the connection once.
-async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
+/// Fetches, writes the CA file and (when `check`) checks the connection once. Unless the
+/// credentials will be `used`, or on failure, the dynamic credentials issued go again.
+async fn prepare(plan: &Plan, check: bool, used: bool) -> Result<Ready, Error> {
     let openssl = check.then(tls::Context::in_background);
     let started = std::time::Instant::now();
     let sources = Box::pin(Sources::new(plan)).await?;
@@ -173,8 +177,10 @@ async fn prepare(plan: &Plan, check: bool) -> Result<Ready, Error> {
         use_fetched(plan, fetched, openssl).await
     };
     let ready = Box::pin(ready).await;
-    if ready.is_err() {
-        sources.abandon().await;
+    match &ready {
+        Err(_) => sources.abandon("the launch failed").await,
+        Ok(_) if !used => sources.abandon("the check is done").await,
+        Ok(_) => {}
     }
     ready
 }

@@ -103,26 +103,28 @@ impl Sources {
         Ok(())
     }
 
-    /// Called when a launch fails: the dynamic credentials it was issued go (with `--wait`,
-    /// every failed attempt would otherwise leave a database user behind). After a login, the
-    /// login token is revoked even though a lease hangs on it, and the leases go with it; with a
-    /// token the launcher was given, which it must not revoke, each lease is revoked instead.
-    pub async fn abandon(&self) {
+    /// Called when a launch fails, or a check is done (`why`, for the log): the dynamic
+    /// credentials it was issued go (with `--wait`, every failed attempt would otherwise leave a
+    /// database user behind). After a login, the login token is revoked even though a lease
+    /// hangs on it, and the leases go with it; with a token the launcher was given, which it
+    /// must not revoke, each lease is revoked instead.
+    pub async fn abandon(&self, why: &str) {
         #[cfg(feature = "vault")]
         if let Some(v) = &self.vault {
             match v.revoke_login().await {
                 Ok(true) => {
-                    crate::log::info("the launch failed: revoked the Vault login token and any lease issued under it");
+                    crate::log::info(format!("{why}: revoked the Vault login token and any lease issued under it"));
                 }
                 Ok(false) => {}
                 Err(e) => crate::log::warn(format!("could not revoke the Vault login token: {e}")),
             }
             match v.revoke_leases().await {
                 Ok(0) => {}
-                Ok(n) => crate::log::info(format!("the launch failed: revoked the {n} lease(s) issued to it")),
+                Ok(n) => crate::log::info(format!("{why}: revoked the {n} lease(s) issued to it")),
                 Err(e) => crate::log::warn(format!("could not revoke the lease issued to this launch: {e}")),
             }
         }
+        let _ = why;
     }
 
     /// Reads what `reference` points at, with its lease if the source gives one.

@@ -47,10 +47,15 @@ pub fn database_engine() {
 }
 
 fn dynamic(role: &str, token: &str) -> std::process::Command {
+    dynamic_in(&[], role, token)
+}
+
+/// [`dynamic`], after `subcommand` (e.g. `check`).
+fn dynamic_in(subcommand: &[&str], role: &str, token: &str) -> std::process::Command {
     database_engine();
     let s = services();
     let mut c = launcher(&support::home(&unique("dyn")));
-    c.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", token).args([
+    c.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", token).args(subcommand).args([
         "--credentials",
         &format!("vault:database/creds/{role}"),
         "--ca",
@@ -133,6 +138,21 @@ fn a_failed_launch_revokes_the_lease_it_was_issued_with_a_token_it_was_given() {
     assert!(run.stderr.contains("the launch failed: revoked the 1 lease(s) issued to it"), "{run}");
     let lease = run.stderr.split("lease ").nth(1).and_then(|l| l.split(':').next()).unwrap_or_else(|| panic!("{run}"));
     assert!(lease.starts_with("database/creds/app/"), "{run}");
+    let lookup = services().bao.request(
+        "PUT",
+        "/v1/sys/leases/lookup",
+        Some(ROOT_TOKEN),
+        Some(&serde_json::json!({"lease_id": lease})),
+    );
+    assert!(!matches!(lookup, Some((200, _))), "the lease must be gone: {lookup:?}");
+}
+
+#[test]
+fn launcher_check_leaves_no_dynamic_credentials_behind() {
+    let run = Run::of(&mut dynamic_in(&["check"], "app", ROOT_TOKEN));
+    run.assert_ok();
+    assert!(run.stderr.contains("the check is done: revoked the 1 lease(s) issued to it"), "{run}");
+    let lease = run.stderr.split("lease ").nth(1).and_then(|l| l.split(':').next()).unwrap_or_else(|| panic!("{run}"));
     let lookup = services().bao.request(
         "PUT",
         "/v1/sys/leases/lookup",

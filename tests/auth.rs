@@ -172,7 +172,7 @@ fn the_login_token_stays_while_dynamic_credentials_hang_on_it() {
 
 /// Whether Vault still knows the lease `id` (revoking a token revokes its leases in the
 /// background, so a revoked lease is waited for).
-fn lease_alive(id: &str) -> bool {
+pub(crate) fn lease_alive(id: &str) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let alive = found("PUT", "/v1/sys/leases/lookup", &serde_json::json!({"lease_id": id}));

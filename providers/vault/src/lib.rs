@@ -173,10 +173,13 @@ impl VaultSource {
         let leases = std::mem::take(&mut *self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for id in &leases {
             let path = format!("sys/leases/revoke/{id}");
-            vaultrs::api::exec_with_empty(&self.client, RawWrite { path }).await.map_err(|e| {
-                let reference = launcher_core::Reference::parse("vault:sys/leases/revoke").expect("static reference");
-                self.map_error(e, &reference)
-            })?;
+            vaultrs::api::exec_with_empty(&self.client, Raw { path, method: rustify::enums::RequestMethod::PUT })
+                .await
+                .map_err(|e| {
+                    let reference =
+                        launcher_core::Reference::parse("vault:sys/leases/revoke").expect("static reference");
+                    self.map_error(e, &reference)
+                })?;
         }
         Ok(leases.len())
     }
@@ -296,18 +299,25 @@ fn parse_mount(data: &serde_json::Value) -> Option<Mount> {
 
 /// One `GET` through vaultrs, returning the `data` of the answer as JSON.
 async fn get(client: &VaultClient, path: String) -> Result<serde_json::Value, ClientError> {
-    vaultrs::api::exec_with_result(client, RawRead { path }).await
+    vaultrs::api::exec_with_result(client, Raw::get(path)).await
 }
 
-/// A read of an arbitrary path: vaultrs has typed endpoints for most engines, not for the
-/// mount-discovery one the CLI uses.
+/// A request to an arbitrary path, with no body: vaultrs has typed endpoints for most engines,
+/// not for the mount discovery the CLI uses nor for revoking one lease by its id.
 #[derive(Debug)]
-struct RawRead {
+struct Raw {
     path: String,
+    method: rustify::enums::RequestMethod,
+}
+
+impl Raw {
+    fn get(path: String) -> Self {
+        Self { path, method: rustify::enums::RequestMethod::GET }
+    }
 }
 
 #[async_trait::async_trait]
-impl rustify::endpoint::Endpoint for RawRead {
+impl rustify::endpoint::Endpoint for Raw {
     type Response = serde_json::Value;
     const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
     const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
@@ -317,28 +327,7 @@ impl rustify::endpoint::Endpoint for RawRead {
     }
 
     fn method(&self) -> rustify::enums::RequestMethod {
-        rustify::enums::RequestMethod::GET
-    }
-}
-
-/// A `PUT` with no body (`sys/leases/revoke/ID`).
-#[derive(Debug)]
-struct RawWrite {
-    path: String,
-}
-
-#[async_trait::async_trait]
-impl rustify::endpoint::Endpoint for RawWrite {
-    type Response = ();
-    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
-    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
-
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-
-    fn method(&self) -> rustify::enums::RequestMethod {
-        rustify::enums::RequestMethod::PUT
+        self.method.clone()
     }
 }
 
@@ -367,7 +356,7 @@ impl SecretSource for VaultSource {
             (data, None)
         } else {
             // The whole answer: dynamic secrets carry their lease beside `data`.
-            let mut answer = vaultrs::api::exec_with_no_result(&self.client, RawRead { path: path.to_owned() })
+            let mut answer = vaultrs::api::exec_with_no_result(&self.client, Raw::get(path.to_owned()))
                 .await
                 .map_err(|e| self.map_error(e, reference))?;
             let lease = self.lease_of(&answer, reference).await?;

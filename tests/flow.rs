@@ -385,10 +385,11 @@ fn vault_over_tls_is_verified_against_vault_cacert() {
 #[test]
 fn an_inherited_pgservice_cannot_undo_what_the_launcher_sets() {
     let f = Fixture::new();
-    // A service file that would send libpq elsewhere, in plaintext: service settings take
-    // precedence over PG* variables in libpq.
+    // A service file that would send libpq elsewhere: service settings take precedence over
+    // PG* variables in libpq (sslmode and sslrootcert included), all or nothing, so the host
+    // alone shows whether the service was applied.
     let services_file = f.home.join("pg_service.conf");
-    std::fs::write(&services_file, "[legacy]\nhost=wrong.invalid\nport=1\nsslmode=disable\n").unwrap();
+    std::fs::write(&services_file, "[legacy]\nhost=wrong.invalid\nport=1\n").unwrap();
     let run = Run::of(
         f.launcher()
             .env("PGSERVICEFILE", &services_file)

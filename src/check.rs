@@ -10,8 +10,8 @@ use serde::Serialize;
 use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
 
 use crate::error::{Error, Exit};
-use crate::plan::CrlPlan;
-use crate::target::{ChannelBindingMode, SessionAttrs, Target};
+use crate::plan::{ChannelBindingMode, CrlPlan, LibpqSettings, SessionAttrs};
+use crate::target::Target;
 use crate::tls::{CertInfo, LibpqVerifier, Pending, Refusal};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
@@ -124,8 +124,8 @@ pub struct CheckOptions {
     pub timeout: Duration,
     /// Warn when a certificate in the chain expires within this many days.
     pub expiry_warning_days: i64,
-    /// The TLS versions libpq would allow.
-    pub tls_range: crate::plan::TlsRange,
+    /// How the app's libpq will connect.
+    pub libpq: LibpqSettings,
 }
 
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
@@ -148,7 +148,7 @@ pub async fn check(
         .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
         .transpose()
         .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?;
-    let tls = crate::tls::client_config(verifier.clone(), provider, identity, options.tls_range)
+    let tls = crate::tls::client_config(verifier.clone(), provider, identity, options.libpq.tls)
         .map_err(|e| Error::new(Exit::DataErr, e).context("client certificate"))?;
     let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);
@@ -158,14 +158,14 @@ pub async fn check(
     // (then libpq refuses it too). A certificate whose signature has no digest (Ed25519) is
     // where libpq itself fails as soon as the server offers SCRAM-SHA-256-PLUS, as PostgreSQL
     // always does over TLS: the check says what libpq says.
-    let mode = target.channel_binding;
+    let mode = options.libpq.channel_binding;
     let mut channel_binding = match mode {
         ChannelBindingMode::Disable => false,
         ChannelBindingMode::Require => true,
         ChannelBindingMode::Prefer => target.password.is_some(),
     };
     let mut started = Instant::now();
-    let mut connected = connect(target, &tls, options.timeout, channel_binding).await;
+    let mut connected = connect(target, &tls, options, channel_binding).await;
     if channel_binding
         && connected.as_ref().is_err_and(
             |e| matches!(e, Failure::Postgres(e) if launcher_core::error_chain(e).contains("channel binding")),
@@ -185,7 +185,7 @@ pub async fn check(
         }
         channel_binding = false;
         started = Instant::now();
-        connected = connect(target, &tls, options.timeout, false).await;
+        connected = connect(target, &tls, options, false).await;
     }
     let (client, connection) = match connected {
         Ok(pair) => pair,
@@ -221,7 +221,7 @@ pub async fn check(
         ));
     }
     let certificates = verifier.seen().chain;
-    let warnings = warnings(&certificates, options, target);
+    let warnings = warnings(&certificates, options);
     Ok(Checked {
         report: Report {
             server,
@@ -241,13 +241,13 @@ pub async fn check(
 }
 
 /// Certificates close to expiry, and what the check could not judge.
-fn warnings(certificates: &[CertInfo], options: &CheckOptions, target: &Target) -> Vec<String> {
+fn warnings(certificates: &[CertInfo], options: &CheckOptions) -> Vec<String> {
     let mut warnings: Vec<String> = certificates
         .iter()
         .filter(|c| c.days_left < options.expiry_warning_days)
         .map(|c| format!("certificate \"{}\" expires in {} days ({})", c.subject, c.days_left, c.not_after))
         .collect();
-    if target.session == SessionAttrs::Unchecked {
+    if options.libpq.session == SessionAttrs::Unchecked {
         warnings.push(
             "PGTARGETSESSIONATTRS primary/standby is not checked (the check cannot read the server's \
              in_hot_standby); the app's libpq still enforces it"
@@ -267,7 +267,7 @@ enum Failure {
 async fn connect(
     target: &Target,
     tls: &crate::tls::MakeConnect,
-    timeout: Duration,
+    options: &CheckOptions,
     channel_binding: bool,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>), Failure> {
     let mut config = tokio_postgres::Config::new();
@@ -277,28 +277,28 @@ async fn connect(
         .user(&target.user)
         .dbname(&target.dbname)
         .application_name("launcher")
-        .target_session_attrs(match target.session {
+        .target_session_attrs(match options.libpq.session {
             SessionAttrs::ReadWrite => TargetSessionAttrs::ReadWrite,
             SessionAttrs::ReadOnly => TargetSessionAttrs::ReadOnly,
             SessionAttrs::Any | SessionAttrs::Unchecked => TargetSessionAttrs::Any,
         })
         .ssl_mode(SslMode::Require)
-        .channel_binding(match (channel_binding, target.channel_binding) {
+        .channel_binding(match (channel_binding, options.libpq.channel_binding) {
             (true, _) => ChannelBinding::Require,
             (false, ChannelBindingMode::Disable) => ChannelBinding::Disable,
             (false, _) => ChannelBinding::Prefer,
         })
-        .connect_timeout(timeout);
+        .connect_timeout(options.timeout);
     if let Some(addr) = target.hostaddr {
         config.hostaddr(addr);
     }
-    if let Some(options) = &target.options {
-        config.options(options);
+    if let Some(server_options) = &options.libpq.options {
+        config.options(server_options);
     }
     if let Some(password) = &target.password {
         config.password(password.expose());
     }
-    let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(tls.clone())).await;
+    let connected = tokio::time::timeout(options.timeout + Duration::from_secs(1), config.connect(tls.clone())).await;
     drop(config);
     match connected {
         Err(_) => Err(Failure::Timeout),

@@ -311,9 +311,6 @@ mod tests {
             dbname: "prod".into(),
             password: Some(SecretString::new("p'w$\"x".into())),
             source: "vault:secret/db".into(),
-            channel_binding: crate::target::ChannelBindingMode::Prefer,
-            session: crate::target::SessionAttrs::Any,
-            options: None,
         }
     }
 

@@ -234,18 +234,18 @@ async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending
     let options = CheckOptions {
         timeout: plan.connect_timeout,
         expiry_warning_days: i64::from(plan.expiry_warning_days),
-        tls_range: plan.tls_range,
+        libpq: plan.libpq.clone(),
     };
     let started = std::time::Instant::now();
-    // Without --client-cert, the client certificate libpq would find on its own, if any.
-    let presented = match &client {
-        Some(issued) => Ok(Some(issued.clone())),
-        None => check::libpq_client_files(&plan.libpq_client),
-    };
-    let checked = match presented {
-        Ok(presented) => check::check(&target, &root, &plan.crl, &options, presented.as_ref(), openssl).await,
-        Err(e) => Err(e),
-    };
+    let checked = async {
+        // Without --client-cert, the client certificate libpq would find on its own, if any.
+        let presented = match &client {
+            Some(issued) => Some(issued.clone()),
+            None => check::libpq_client_files(&plan.libpq_client)?,
+        };
+        check::check(&target, &root, &plan.crl, &options, presented.as_ref(), openssl).await
+    }
+    .await;
     log::debug(format!("connection check took {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
     match checked {
         Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: Some(checked) }),

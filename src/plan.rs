@@ -177,6 +177,78 @@ impl TlsRange {
     }
 }
 
+/// libpq's `channel_binding` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelBindingMode {
+    /// Never SCRAM-SHA-256-PLUS.
+    Disable,
+    /// SCRAM-SHA-256-PLUS when the server offers it (libpq's default).
+    #[default]
+    Prefer,
+    /// Only SCRAM-SHA-256-PLUS.
+    Require,
+}
+
+/// libpq's `target_session_attrs`, for the one host the launcher allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionAttrs {
+    /// `any`, and `prefer-standby` (which, with one host, settles for any session).
+    #[default]
+    Any,
+    /// `read-write`: the session must not be read-only.
+    ReadWrite,
+    /// `read-only`: the session must be read-only.
+    ReadOnly,
+    /// `primary` or `standby`: judged from the server's `in_hot_standby`, which the check
+    /// cannot read; the app's libpq still enforces it.
+    Unchecked,
+}
+
+/// How the app's libpq will connect, from its environment: the check connects alike. Read
+/// before anything is fetched, so that a bad value costs no secret.
+#[derive(Debug, Clone)]
+pub struct LibpqSettings {
+    /// `PGSSLMINPROTOCOLVERSION`/`PGSSLMAXPROTOCOLVERSION`.
+    pub tls: TlsRange,
+    /// `PGCHANNELBINDING`.
+    pub channel_binding: ChannelBindingMode,
+    /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
+    pub session: SessionAttrs,
+    /// `PGOPTIONS`: the server options libpq sends at start-up (a bad one is FATAL there, and
+    /// so in the check).
+    pub options: Option<String>,
+}
+
+impl LibpqSettings {
+    fn from_env(env: &ParentEnv) -> Result<Self, Error> {
+        let channel_binding = match env.get("PGCHANNELBINDING") {
+            None | Some("prefer") => ChannelBindingMode::Prefer,
+            Some("require") => ChannelBindingMode::Require,
+            Some("disable") => ChannelBindingMode::Disable,
+            Some(other) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!("PGCHANNELBINDING: invalid channel_binding value: \"{other}\""),
+                ));
+            }
+        };
+        let session = match env.get("PGTARGETSESSIONATTRS") {
+            None | Some("any" | "prefer-standby") => SessionAttrs::Any,
+            Some("read-write") => SessionAttrs::ReadWrite,
+            Some("read-only") => SessionAttrs::ReadOnly,
+            Some("primary" | "standby") => SessionAttrs::Unchecked,
+            Some(other) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!("PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"{other}\""),
+                ));
+            }
+        };
+        let options = env.get("PGOPTIONS").filter(|o| !o.is_empty()).map(str::to_owned);
+        Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options })
+    }
+}
+
 /// Everything a launch needs to know before it touches the world.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -191,8 +263,8 @@ pub struct Plan {
     pub crl: CrlPlan,
     /// The client certificate files libpq would find, used when `--client-cert` is not given.
     pub libpq_client: LibpqClientPlan,
-    /// The TLS versions libpq would allow.
-    pub tls_range: TlsRange,
+    /// How the app's libpq will connect, from its environment.
+    pub libpq: LibpqSettings,
     /// Explicit connection settings.
     pub overrides: Overrides,
     /// `PGHOSTADDR`: where to connect, while the name checked stays the host's.
@@ -309,7 +381,7 @@ impl Plan {
             client_cert,
             crl,
             libpq_client,
-            tls_range: TlsRange::from_env(&env)?,
+            libpq: LibpqSettings::from_env(&env)?,
             overrides: Overrides {
                 host: options.host.clone(),
                 port: options.port,
@@ -414,6 +486,30 @@ mod tests {
         assert!(e.to_string().contains("invalid SSL protocol version range"), "{e}");
         let e = range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.1")]).unwrap_err();
         assert!(e.to_string().contains("TLS 1.2 and 1.3 only"), "{e}");
+    }
+
+    #[test]
+    fn libpq_settings_are_read_before_anything_is_fetched() {
+        let plan = |pairs: &[(&str, &str)]| {
+            Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
+        };
+        let p =
+            plan(&[("PGCHANNELBINDING", "require"), ("PGTARGETSESSIONATTRS", "read-write"), ("PGOPTIONS", "-c x=1")])
+                .unwrap();
+        assert_eq!(p.libpq.channel_binding, ChannelBindingMode::Require);
+        assert_eq!(p.libpq.session, SessionAttrs::ReadWrite);
+        assert_eq!(p.libpq.options.as_deref(), Some("-c x=1"));
+        let p = plan(&[("PGTARGETSESSIONATTRS", "prefer-standby"), ("PGOPTIONS", "")]).unwrap();
+        assert_eq!(
+            (p.libpq.channel_binding, p.libpq.session, p.libpq.options),
+            (ChannelBindingMode::Prefer, SessionAttrs::Any, None)
+        );
+        assert_eq!(plan(&[("PGTARGETSESSIONATTRS", "standby")]).unwrap().libpq.session, SessionAttrs::Unchecked);
+        let e = plan(&[("PGCHANNELBINDING", "maybe")]).unwrap_err();
+        assert_eq!(e.exit(), Exit::Config);
+        assert!(e.to_string().contains("invalid channel_binding value: \"maybe\""), "{e}");
+        let e = plan(&[("PGTARGETSESSIONATTRS", "sometimes")]).unwrap_err();
+        assert!(e.to_string().contains("invalid target_session_attrs value: \"sometimes\""), "{e}");
     }
 
     #[test]

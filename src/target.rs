@@ -26,40 +26,6 @@ pub struct Target {
     pub password: Option<SecretString>,
     /// Where the credentials came from, for messages (`vault:secret/app/db`).
     pub source: String,
-    /// `PGCHANNELBINDING`, which the app's libpq will honour too.
-    pub channel_binding: ChannelBindingMode,
-    /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
-    pub session: SessionAttrs,
-    /// `PGOPTIONS`: the server options the app's libpq will send at start-up (a bad one is a
-    /// FATAL error there, and so in the check).
-    pub options: Option<String>,
-}
-
-/// libpq's `target_session_attrs`, for the one host the launcher allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SessionAttrs {
-    /// `any`, and `prefer-standby` (which, with one host, settles for any session).
-    #[default]
-    Any,
-    /// `read-write`: the session must not be read-only.
-    ReadWrite,
-    /// `read-only`: the session must be read-only.
-    ReadOnly,
-    /// `primary` or `standby`: judged from the server's `in_hot_standby`, which the check
-    /// cannot read; the app's libpq still enforces it.
-    Unchecked,
-}
-
-/// libpq's `channel_binding` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChannelBindingMode {
-    /// Never SCRAM-SHA-256-PLUS.
-    Disable,
-    /// SCRAM-SHA-256-PLUS when the server offers it (libpq's default).
-    #[default]
-    Prefer,
-    /// Only SCRAM-SHA-256-PLUS.
-    Require,
 }
 
 impl Target {
@@ -126,42 +92,7 @@ impl Target {
                     .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")))?;
                 crate::pgpass::lookup(&file, &host, port, &dbname, &user)
             });
-        let channel_binding = match env.get("PGCHANNELBINDING") {
-            None | Some("prefer") => ChannelBindingMode::Prefer,
-            Some("require") => ChannelBindingMode::Require,
-            Some("disable") => ChannelBindingMode::Disable,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGCHANNELBINDING: invalid channel_binding value: \"{other}\""),
-                ));
-            }
-        };
-        let session = match env.get("PGTARGETSESSIONATTRS") {
-            None | Some("any" | "prefer-standby") => SessionAttrs::Any,
-            Some("read-write") => SessionAttrs::ReadWrite,
-            Some("read-only") => SessionAttrs::ReadOnly,
-            Some("primary" | "standby") => SessionAttrs::Unchecked,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"{other}\""),
-                ));
-            }
-        };
-        let options = env.get("PGOPTIONS").filter(|o| !o.is_empty()).map(str::to_owned);
-        Ok(Self {
-            host,
-            hostaddr: plan.hostaddr,
-            port,
-            user,
-            dbname,
-            password,
-            source,
-            channel_binding,
-            session,
-            options,
-        })
+        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source })
     }
 }
 

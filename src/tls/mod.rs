@@ -99,6 +99,11 @@ impl LibpqVerifier {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// The channel binding data of the accepted certificate, when libpq could make it too.
+    pub fn end_point(&self) -> Option<Vec<u8>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).end_point.clone().and_then(Result::ok)
+    }
+
     /// Records what the finished handshake negotiated.
     pub fn negotiated(&self, negotiated: Negotiated) {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).negotiated = Some(negotiated);

@@ -160,10 +160,7 @@ pub struct Stream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
     fn channel_binding(&self) -> ChannelBinding {
-        match self.verifier.seen().end_point {
-            Some(Ok(data)) => ChannelBinding::tls_server_end_point(data),
-            _ => ChannelBinding::none(),
-        }
+        self.verifier.end_point().map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
     }
 }
 

@@ -121,7 +121,9 @@ impl Sources {
             match v.revoke_leases().await {
                 Ok(0) => {}
                 Ok(n) => crate::log::info(format!("{why}: revoked the {n} lease(s) issued to it")),
-                Err(e) => crate::log::warn(format!("could not revoke the lease issued to this launch: {e}")),
+                Err(e) => crate::log::warn(format!(
+                    "could not revoke the lease issued to this launch ({e}): its credentials stay valid until it expires"
+                )),
             }
         }
         let _ = why;

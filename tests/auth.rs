@@ -104,7 +104,7 @@ fn accessor_of(run: &Run) -> String {
 }
 
 /// Whether a lookup (as root) of `body` at `path` finds it.
-fn found(method: &str, path: &str, body: &serde_json::Value) -> bool {
+pub(crate) fn found(method: &str, path: &str, body: &serde_json::Value) -> bool {
     let (status, _) = services().bao.request(method, path, Some(crate::support::bao::ROOT_TOKEN), Some(body)).unwrap();
     status == 200
 }

@@ -149,3 +149,32 @@ fn launcher_check_leaves_no_dynamic_credentials_behind() {
     let lease = run.stderr.split("lease ").nth(1).and_then(|l| l.split(':').next()).unwrap_or_else(|| panic!("{run}"));
     assert!(!crate::auth::lease_alive(lease), "the lease must be gone: {run}");
 }
+
+#[test]
+fn a_token_that_may_not_revoke_leases_gets_a_warning_and_the_launch_still_fails_as_it_would() {
+    // A token that may read database/creds/app and nothing else: the failed launch cannot revoke
+    // its lease. It says so (naming the path, not the lease's secret), keeps the check's exit
+    // code, and the credentials live on until their lease ends, as the README says.
+    database_engine();
+    let s = services();
+    let policy = unique("creds-only");
+    s.bao.api(
+        "PUT",
+        &format!("/v1/sys/policies/acl/{policy}"),
+        Some(&serde_json::json!({"policy": "path \"database/creds/app\" { capabilities = [\"read\"] }"})),
+    );
+    let created = s.bao.api("POST", "/v1/auth/token/create", Some(&serde_json::json!({"policies": [policy]})));
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+    let run = Run::of(dynamic("app", &token).args(["--port", "1", "--", "true"]));
+    run.assert_fails(69, "connection to server at localhost:1 failed").assert_no_leak(&token);
+    assert!(
+        run.stderr
+            .contains("could not revoke the lease issued to this launch (vault:sys/leases/revoke: permission denied"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("its credentials stay valid until it expires"), "{run}");
+    let lease = run.stderr.split("lease ").nth(1).and_then(|l| l.split(':').next()).unwrap_or_else(|| panic!("{run}"));
+    let body = serde_json::json!({"lease_id": lease});
+    assert!(crate::auth::found("PUT", "/v1/sys/leases/lookup", &body), "the lease outlives the launch: {run}");
+    s.bao.api("PUT", "/v1/sys/leases/revoke", Some(&body));
+}

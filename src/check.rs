@@ -148,7 +148,7 @@ pub async fn check(
         .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
         .transpose()
         .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?;
-    let tls = crate::tls::client_config(verifier.clone(), provider, identity, options.libpq.tls)
+    let tls = crate::tls::client_config(verifier.clone(), provider, identity, options.libpq.tls, options.libpq.sni)
         .map_err(|e| Error::new(Exit::DataErr, e).context("client certificate"))?;
     let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);

@@ -37,15 +37,19 @@ impl ParentEnv {
         Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
-    /// A variable's value, if set, non-empty and UTF-8 (libpq ignores empty `PG*` variables).
+    /// A variable's value, if set, non-empty and UTF-8: libpq makes of an empty `PGHOST`,
+    /// `PGPORT`, `PGSSLROOTCERT` and most of its variables what it makes of an unset one.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .rev()
-            .find(|(k, _)| k == OsStr::new(name))
-            .and_then(|(_, v)| v.to_str())
-            .filter(|v| !v.is_empty())
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
+    /// A variable's value, if set and UTF-8, even empty: for the `PG*` variables whose empty
+    /// value libpq takes as a value (`PGCHANNELBINDING=` is an error there, `PGSSLSNI=` turns
+    /// SNI off), since the check must judge what libpq will.
+    #[must_use]
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.vars.iter().rev().find(|(k, _)| k == OsStr::new(name)).and_then(|(_, v)| v.to_str())
     }
 
     /// Every variable, in order.
@@ -217,11 +221,14 @@ pub struct LibpqSettings {
     /// `PGOPTIONS`: the server options libpq sends at start-up (a bad one is FATAL there, and
     /// so in the check).
     pub options: Option<String>,
+    /// `PGSSLSNI`: whether the host name goes out as SNI. libpq sends it only when the value
+    /// starts with `1` (its default), so `0`, `true` and an empty value all turn it off.
+    pub sni: bool,
 }
 
 impl LibpqSettings {
     fn from_env(env: &ParentEnv) -> Result<Self, Error> {
-        let channel_binding = match env.get("PGCHANNELBINDING") {
+        let channel_binding = match env.raw("PGCHANNELBINDING") {
             None | Some("prefer") => ChannelBindingMode::Prefer,
             Some("require") => ChannelBindingMode::Require,
             Some("disable") => ChannelBindingMode::Disable,
@@ -232,7 +239,7 @@ impl LibpqSettings {
                 ));
             }
         };
-        let session = match env.get("PGTARGETSESSIONATTRS") {
+        let session = match env.raw("PGTARGETSESSIONATTRS") {
             None | Some("any" | "prefer-standby") => SessionAttrs::Any,
             Some("read-write") => SessionAttrs::ReadWrite,
             Some("read-only") => SessionAttrs::ReadOnly,
@@ -245,7 +252,8 @@ impl LibpqSettings {
             }
         };
         let options = env.get("PGOPTIONS").filter(|o| !o.is_empty()).map(str::to_owned);
-        Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options })
+        let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
+        Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options, sni })
     }
 }
 
@@ -366,15 +374,25 @@ impl Plan {
                 Error::msg(Exit::Config, format!("PGHOSTADDR: \"{text}\" is not a numeric IP address"))
             })?),
         };
-        let connect_timeout = match options.connect_timeout {
-            Some(s) => s,
-            None => match env.get("PGCONNECT_TIMEOUT") {
-                // libpq: zero, negative or junk means "wait forever"; a check must end, so
-                // those fall back to the default, and libpq's 2-second minimum applies.
-                Some(t) => t.trim().parse::<u64>().ok().filter(|s| *s > 0).map_or(10, |s| s.max(2)),
-                None => 10,
+        // libpq: zero or negative means "wait forever"; a check must end, so those fall back to
+        // the default, and libpq's 2-second minimum applies. Anything but an integer (an empty
+        // value too) is an error there, and so here, even with --connect-timeout: the app
+        // inherits the variable.
+        let env_timeout = match env.raw("PGCONNECT_TIMEOUT") {
+            None => None,
+            Some(t) => match t.trim().parse::<i32>() {
+                Ok(s) => u32::try_from(s).ok().filter(|s| *s > 0).map(|s| u64::from(s).max(2)),
+                Err(_) => {
+                    return Err(Error::msg(
+                        Exit::Config,
+                        format!(
+                            "PGCONNECT_TIMEOUT: invalid integer value \"{t}\" for connection option \"connect_timeout\""
+                        ),
+                    ));
+                }
             },
         };
+        let connect_timeout = options.connect_timeout.or(env_timeout).unwrap_or(10);
         Ok(Self {
             credentials,
             ca,
@@ -546,5 +564,37 @@ mod tests {
         assert_eq!(Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout, Duration::from_secs(2));
         let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "30")]);
         assert_eq!(Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout, Duration::from_secs(30));
+        for forever in ["0", "-5"] {
+            let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", forever)]);
+            assert_eq!(
+                Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout,
+                Duration::from_secs(10)
+            );
+        }
+        for junk in ["", "abc", "3x", "3000000000"] {
+            let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", junk)]);
+            let e = Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap_err();
+            assert_eq!(e.exit(), Exit::Config, "{junk:?}");
+            assert!(e.to_string().contains(&format!("invalid integer value \"{junk}\"")), "{e}");
+        }
+    }
+
+    #[test]
+    fn empty_libpq_variables_count_where_libpq_counts_them() {
+        let plan = |pairs: &[(&str, &str)]| {
+            Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
+        };
+        let sni =
+            |value: Option<&str>| plan(&value.map(|v| vec![("PGSSLSNI", v)]).unwrap_or_default()).unwrap().libpq.sni;
+        assert_eq!(
+            [None, Some("1"), Some("1x"), Some("0"), Some("true"), Some("")].map(sni),
+            [true, true, true, false, false, false]
+        );
+        for var in ["PGCHANNELBINDING", "PGTARGETSESSIONATTRS"] {
+            let e = plan(&[(var, "")]).unwrap_err();
+            assert!(e.to_string().contains("value: \"\""), "{var}: {e}");
+        }
+        // An empty PGSSLMINPROTOCOLVERSION is libpq's default, as an unset one.
+        assert!(plan(&[("PGSSLMINPROTOCOLVERSION", ""), ("PGOPTIONS", "")]).is_ok());
     }
 }

@@ -294,3 +294,66 @@ fn wait_retries_until_the_server_is_up_and_gives_up_with_75() {
     run.assert_fails(77, "password authentication failed");
     assert!(started.elapsed() < Duration::from_secs(10), "{run}");
 }
+
+#[test]
+fn sni_goes_out_as_libpq_sends_it() {
+    // libpq sends the host name as SNI unless PGSSLSNI is set to something not starting with
+    // "1" (so "true" and "" turn it off too): proxies that route by SNI see the same from both.
+    let s = services();
+    let tap = support::tap::Tap::start(s.pg.port);
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    for value in [None, Some("1"), Some("0"), Some("true"), Some("")] {
+        let mark = tap.connections();
+        let (mut cmd, _, _) = libpq_env(&home);
+        cmd.env("PGPORT", tap.port.to_string()).env("PGUSER", &role).env("PGPASSWORD", &password).arg("check");
+        let mut libpq = psql_as(tap.port, &role, &password, "select 1");
+        if let Some(v) = value {
+            cmd.env("PGSSLSNI", v);
+            libpq.env("PGSSLSNI", v);
+        }
+        let run = Run::of(&mut cmd);
+        run.assert_ok();
+        let ours = tap.sent_since(mark, b"localhost");
+        let mark = tap.connections();
+        support::run_ok(&mut libpq);
+        let theirs = tap.sent_since(mark, b"localhost");
+        assert_eq!(theirs.len(), 1, "psql connects once");
+        assert!(
+            !ours.is_empty() && ours.iter().all(|sent| *sent == theirs[0]),
+            "PGSSLSNI={value:?}: {ours:?} vs libpq {theirs:?}: {run}"
+        );
+        assert_eq!(theirs[0], value.is_none_or(|v| v.starts_with('1')), "libpq's own rule, PGSSLSNI={value:?}");
+    }
+}
+
+#[test]
+fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
+    // libpq takes an empty PGCHANNELBINDING or PGTARGETSESSIONATTRS as a value, and refuses it
+    // (a compose file's `PGCHANNELBINDING: ${CB:-}` does this), and a connect_timeout that is no
+    // integer; the check must not call such an app's connection fine. An empty
+    // PGSSLMINPROTOCOLVERSION is libpq's default, for both.
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    let cases = [
+        ("PGCHANNELBINDING", "", Some("invalid channel_binding value: \"\"")),
+        ("PGTARGETSESSIONATTRS", "", Some("invalid target_session_attrs value: \"\"")),
+        ("PGCONNECT_TIMEOUT", "", Some("invalid integer value \"\" for connection option \"connect_timeout\"")),
+        ("PGCONNECT_TIMEOUT", "3x", Some("invalid integer value \"3x\" for connection option \"connect_timeout\"")),
+        ("PGCONNECT_TIMEOUT", "-1", None),
+        ("PGSSLMINPROTOCOLVERSION", "", None),
+    ];
+    for (var, value, error) in cases {
+        let libpq = psql_as(services().pg.port, &role, &password, "select 1").env(var, value).output().unwrap();
+        let libpq_said = String::from_utf8_lossy(&libpq.stderr).into_owned();
+        let (mut cmd, _, _) = libpq_env(&home);
+        let run = Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &password).env(var, value).arg("check"));
+        if let Some(words) = error {
+            assert!(libpq_said.contains(words), "libpq with {var}={value:?}: {libpq_said}");
+            run.assert_fails(78, &format!("{var}: {words}"));
+        } else {
+            assert!(libpq.status.success(), "libpq with {var}={value:?}: {libpq_said}");
+            run.assert_ok();
+        }
+    }
+}

@@ -225,12 +225,14 @@ pub fn sni_name(host: &str) -> String {
 
 /// A rustls client configuration whose only verifier is `verifier`, for the TLS versions in
 /// `range` (by default 1.2 and 1.3, as libpq's default `ssl_min_protocol_version` allows).
-/// With `client`, the configuration presents that certificate (`PGSSLCERT`/`PGSSLKEY`).
+/// With `client`, the configuration presents that certificate (`PGSSLCERT`/`PGSSLKEY`); without
+/// `sni`, the host name is not sent (`PGSSLSNI`: proxies that route by SNI see what libpq sends).
 pub fn client_config(
     verifier: Arc<LibpqVerifier>,
     provider: Arc<CryptoProvider>,
     client: Option<ClientIdentity>,
     range: crate::plan::TlsRange,
+    sni: bool,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         [range.tls13.then_some(&rustls::version::TLS13), range.tls12.then_some(&rustls::version::TLS12)]
@@ -241,10 +243,12 @@ pub fn client_config(
         .with_protocol_versions(&versions)?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    match client {
-        Some(id) => builder.with_client_auth_cert(id.chain, id.key),
-        None => Ok(builder.with_no_client_auth()),
-    }
+    let mut config = match client {
+        Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.enable_sni = sni;
+    Ok(config)
 }
 
 /// A client certificate chain and its key, read from the files libpq reads.

@@ -16,6 +16,7 @@ pub mod certs;
 pub mod fixture;
 pub mod moto;
 pub mod pg;
+pub mod tap;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;

@@ -357,3 +357,35 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
         }
     }
 }
+
+#[test]
+fn passwords_that_saslprep_changes_authenticate_as_with_libpq() {
+    // SCRAM runs the password through SASLprep (RFC 4013) on both ends: PostgreSQL when it
+    // stores the secret, libpq and the check when they log in; where SASLprep refuses a password
+    // (an unassigned code point, a prohibited character) each side uses the raw bytes. The
+    // check must land where libpq lands for each kind.
+    let home = support::home(&unique("chk-home"));
+    let passwords = [
+        "soft\u{ad}hyphen",   // mapped to nothing
+        "no\u{a0}break",      // mapped to a plain space
+        "ｆｕｌｌｗｉｄｔｈ", // NFKC: ASCII letters
+        "roman\u{2163}",      // NFKC: "IV"
+        "emoji\u{1f511}",     // unassigned in Unicode 3.2: raw bytes
+        "bell\u{7}",          // a control character, prohibited: raw bytes
+    ];
+    for password in passwords {
+        let role = unique("prep");
+        services().pg.create_role(&role, password);
+        let libpq = psql_as(services().pg.port, &role, password, "select 1").output().unwrap();
+        assert!(libpq.status.success(), "libpq with {password:?}: {}", String::from_utf8_lossy(&libpq.stderr));
+        let (mut cmd, _, _) = libpq_env(&home);
+        Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", password).arg("check")).assert_ok();
+        // The same characters, but not the same password: refused by both.
+        let wrong = format!("{password}x");
+        let libpq = psql_as(services().pg.port, &role, &wrong, "select 1").output().unwrap();
+        assert!(!libpq.status.success());
+        let (mut cmd, _, _) = libpq_env(&home);
+        Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &wrong).arg("check"))
+            .assert_fails(77, "password authentication failed");
+    }
+}

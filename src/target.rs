@@ -33,15 +33,19 @@ impl Target {
     pub fn resolve(plan: &Plan, secret: DbSecret) -> Result<Self, Error> {
         let env = &plan.env;
         let source = plan.credentials.as_ref().map_or_else(|| "the environment".to_owned(), ToString::to_string);
-        let host =
-            plan.overrides.host.clone().or(secret.host).or_else(|| env.get("PGHOST").map(str::to_owned)).ok_or_else(
-                || {
-                    Error::msg(
-                        Exit::Config,
-                        format!("no database host: pass --host, add a \"host\" field to {source}, or set PGHOST"),
-                    )
-                },
-            )?;
+        // What a missing value's error suggests: a field only where there is a secret to add it to.
+        let missing = |what: &str, flag: &str, field: &str, var: &str| {
+            let field =
+                plan.credentials.as_ref().map(|c| format!(", add a \"{field}\" field to {c}")).unwrap_or_default();
+            Error::msg(Exit::Config, format!("no database {what}: pass {flag}{field}, or set {var}"))
+        };
+        let host = plan
+            .overrides
+            .host
+            .clone()
+            .or(secret.host)
+            .or_else(|| env.get("PGHOST").map(str::to_owned))
+            .ok_or_else(|| missing("host", "--host", "host", "PGHOST"))?;
         if host.starts_with('/') || host.starts_with('@') {
             return Err(Error::msg(
                 Exit::Config,
@@ -71,12 +75,7 @@ impl Target {
             .or(secret.user)
             .or_else(|| env.get("PGUSER").map(str::to_owned))
             .or_else(os_user)
-            .ok_or_else(|| {
-                Error::msg(
-                    Exit::Config,
-                    format!("no database user: pass --user, add a \"username\" field to {source}, or set PGUSER"),
-                )
-            })?;
+            .ok_or_else(|| missing("user", "--user", "username", "PGUSER"))?;
         let dbname = plan
             .overrides
             .dbname

@@ -343,6 +343,9 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
         ("PGCONNECT_TIMEOUT", "-1", None),
         ("PGSSLMINPROTOCOLVERSION", "", None),
     ];
+    // An empty PGHOST is libpq's Unix socket, which has no TLS: no host for the check.
+    let (mut cmd, _, _) = libpq_env(&home);
+    Run::of(cmd.env("PGHOST", "").arg("check")).assert_fails(78, "no database host: pass --host, or set PGHOST");
     for (var, value, error) in cases {
         let libpq = psql_as(services().pg.port, &role, &password, "select 1").env(var, value).output().unwrap();
         let libpq_said = String::from_utf8_lossy(&libpq.stderr).into_owned();

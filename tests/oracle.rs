@@ -237,6 +237,10 @@ enum Crl {
     /// `~/.postgresql/root.crl`.
     HomeDefault(Vec<u8>),
     MissingFile,
+    /// `PGSSLCRLDIR` names a directory that does not exist.
+    MissingDir,
+    /// Both `PGSSLCRL` and `PGSSLCRLDIR` name what does not exist.
+    MissingFileAndDir,
 }
 
 struct Case {
@@ -491,6 +495,25 @@ fn cases() -> Vec<Case> {
         ))),
     );
     v.push(Case::new("PGSSLCRL names a missing file", &plain, &[], roots(&[&root])).crl(Crl::MissingFile));
+    // libpq's X509_STORE_load_locations quirks: a directory is only searched once a CRL is
+    // wanted, so a missing one turns CRL checking on and every verification fails; but a file
+    // that loads nothing stops the call before the directory is added.
+    v.push(Case::new("PGSSLCRLDIR names a missing directory", &plain, &[], roots(&[&root])).crl(Crl::MissingDir));
+    v.push(
+        Case::new("PGSSLCRL and PGSSLCRLDIR both missing", &plain, &[], roots(&[&root])).crl(Crl::MissingFileAndDir),
+    );
+    // The file is read for certificates and CRLs alike: a certificate alone turns CRL checking
+    // on (and finds no CRL); a CA certificate there with its CRL is trusted as a root.
+    v.push(
+        Case::new("PGSSLCRL holds a certificate, no CRL", &plain, &[], roots(&[&root]))
+            .crl(Crl::File(pem(&[&root.cert]))),
+    );
+    let mut anchor = pem(&[&root.cert]);
+    anchor.extend(crl(&root, &[], 30));
+    v.push(
+        Case::new("PGSSLCRL holds the leaf's CA and its CRL, the root file another CA", &plain, &[], roots(&[&other]))
+            .crl(Crl::File(anchor)),
+    );
 
     // The root file itself.
     v.push(Case::new("root file missing", &plain, &[], Root::Missing));
@@ -590,6 +613,11 @@ fn environment(case: &Case, dir: &Path, port: u16, user: &str, password: &str) -
         }
         Crl::HomeDefault(bytes) => std::fs::write(dir.join("home/.postgresql/root.crl"), bytes).unwrap(),
         Crl::MissingFile => env.push(("PGSSLCRL".into(), dir.join("no-such.crl").display().to_string())),
+        Crl::MissingDir => env.push(("PGSSLCRLDIR".into(), dir.join("no-such-dir").display().to_string())),
+        Crl::MissingFileAndDir => {
+            env.push(("PGSSLCRL".into(), dir.join("no-such.crl").display().to_string()));
+            env.push(("PGSSLCRLDIR".into(), dir.join("no-such-dir").display().to_string()));
+        }
     }
     env
 }

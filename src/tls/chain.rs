@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod};
+use openssl::ssl::{SslContext, SslContextBuilder, SslMethod};
 use openssl::stack::Stack;
-use openssl::x509::store::{X509Lookup, X509StoreRef};
+use openssl::x509::store::X509StoreRef;
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509PurposeId, X509Ref, X509StoreContext};
 
@@ -183,19 +183,19 @@ impl Chain {
         builder
             .set_ca_file(root)
             .map_err(|e| ChainError::RootUnreadable { path: root.to_owned(), reason: first_reason(&e) })?;
+        // libpq: X509_STORE_load_locations(store, file, dir) on the same store, CRL checking
+        // only when it succeeds, any failure silently ignored. Its quirks come with it: a
+        // directory is not looked at until a CRL is wanted (a missing one fails every
+        // verification), the file's certificates become trusted too, and a file that loads
+        // nothing means no CRL check, even with a directory. SSL_CTX_load_verify_locations is
+        // that call on the context's store; a path that is not UTF-8 (the crate would panic) is
+        // not loaded.
+        let utf8 = |p: Option<&Path>| p.is_none_or(|p| p.to_str().is_some());
+        let crl_loaded = (crl_file.is_some() || crl_dir.is_some())
+            && utf8(crl_file)
+            && utf8(crl_dir)
+            && builder.load_verify_locations(crl_file, crl_dir).is_ok();
         let store = builder.cert_store_mut();
-        let mut crl_loaded = false;
-        // libpq: X509_STORE_load_locations(store, file, dir); on failure, silently no CRL check.
-        if let Some(file) = crl_file.filter(|f| f.is_file())
-            && let Ok(lookup) = store.add_lookup(X509Lookup::file())
-        {
-            crl_loaded |= lookup.load_crl_file(file, SslFiletype::PEM).is_ok_and(|n| n > 0);
-        }
-        if let Some(dir) = crl_dir.filter(|d| d.is_dir())
-            && let (Some(text), Ok(lookup)) = (dir.to_str(), store.add_lookup(X509Lookup::hash_dir()))
-        {
-            crl_loaded |= lookup.add_dir(text, SslFiletype::PEM).is_ok();
-        }
         let mut param = openssl::x509::verify::X509VerifyParam::new().map_err(internal)?;
         param.set_auth_level(i32::try_from(level).unwrap_or(i32::MAX));
         store.set_param(&param).map_err(internal)?;

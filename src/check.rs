@@ -85,6 +85,11 @@ pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<
             ));
         }
     }
+    // libpq loads the certificate before it looks for the key: one it cannot read (a
+    // directory, no permission) is that error, not a missing key.
+    if let Err(e) = std::fs::File::open(cert).and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1])) {
+        return Err(Error::msg(Exit::Config, format!("could not read certificate file \"{}\": {e}", cert.display())));
+    }
     let Some(key) = &plan.key else {
         return Err(Error::msg(
             Exit::Config,

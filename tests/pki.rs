@@ -169,6 +169,9 @@ fn client_certificate_files_libpq_finds_are_presented_by_the_check_and_judged_as
         78,
         &format!("certificate present, but not private key file \"{}\"", moved.join("none.key").display()),
     );
+    // A certificate libpq cannot read is that error, before any word about the key.
+    Run::of(who().env("PGSSLCERT", &moved).env("PGSSLKEY", moved.join("none.key")))
+        .assert_fails(78, &format!("could not read certificate file \"{}\"", moved.display()));
     let libpq = std::process::Command::new(psql())
         .env_clear()
         .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])

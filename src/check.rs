@@ -259,6 +259,7 @@ fn warnings(certificates: &[CertInfo], options: &CheckOptions) -> Vec<String> {
                 .to_owned(),
         );
     }
+    warnings.extend(options.libpq.unjudged_warnings());
     warnings
 }
 

@@ -224,6 +224,26 @@ pub struct LibpqSettings {
     /// `PGSSLSNI`: whether the host name goes out as SNI. libpq sends it only when the value
     /// starts with `1` (its default), so `0`, `true` and an empty value all turn it off.
     pub sni: bool,
+    /// Variables set for the app that libpq 16 or 17 reads and the check does not judge (the
+    /// libpq here, 15, cannot tell what those versions conclude): each gets a warning.
+    pub unjudged: Vec<&'static str>,
+}
+
+/// libpq 16/17 settings the check leaves to the app's libpq, with the version that reads them.
+const UNJUDGED: [(&str, &str); 3] = [("PGREQUIREAUTH", "16"), ("PGSSLCERTMODE", "16"), ("PGSSLNEGOTIATION", "17")];
+
+impl LibpqSettings {
+    /// The warning for each variable in `unjudged`.
+    #[must_use]
+    pub fn unjudged_warnings(&self) -> Vec<String> {
+        UNJUDGED
+            .iter()
+            .filter(|(var, _)| self.unjudged.contains(var))
+            .map(|(var, version)| {
+                format!("{var} is not judged by the check (libpq {version} and later read it); the app's libpq still applies it")
+            })
+            .collect()
+    }
 }
 
 impl LibpqSettings {
@@ -253,7 +273,8 @@ impl LibpqSettings {
         };
         let options = env.get("PGOPTIONS").filter(|o| !o.is_empty()).map(str::to_owned);
         let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
-        Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options, sni })
+        let unjudged = UNJUDGED.iter().map(|(var, _)| *var).filter(|var| env.raw(var).is_some()).collect();
+        Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options, sni, unjudged })
     }
 }
 

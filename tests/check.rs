@@ -362,6 +362,28 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
 }
 
 #[test]
+fn settings_only_newer_libpq_reads_are_named_in_warnings() {
+    // libpq 16/17 read these; the libpq here (15) cannot say what they conclude, so the check
+    // does not pretend to: it connects as before and says what it left to the app's libpq.
+    let home = support::home(&unique("chk-home"));
+    let (mut cmd, _, password) = libpq_env(&home);
+    let run = Run::of(
+        cmd.env("PGPASSWORD", &password)
+            .env("PGREQUIREAUTH", "scram-sha-256")
+            .env("PGSSLCERTMODE", "allow")
+            .env("PGSSLNEGOTIATION", "postgres")
+            .args(["check", "--output", "json"]),
+    );
+    run.assert_ok();
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
+    for (var, version) in [("PGREQUIREAUTH", 16), ("PGSSLCERTMODE", 16), ("PGSSLNEGOTIATION", 17)] {
+        let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
+        assert!(warnings.iter().any(|w| w.starts_with(&expected)), "{var}: {warnings:?}");
+    }
+}
+
+#[test]
 fn passwords_that_saslprep_changes_authenticate_as_with_libpq() {
     // SCRAM runs the password through SASLprep (RFC 4013) on both ends: PostgreSQL when it
     // stores the secret, libpq and the check when they log in; where SASLprep refuses a password

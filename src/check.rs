@@ -148,7 +148,7 @@ pub async fn check(
     // accepts: a key share for X25519 first would cost a HelloRetryRequest round trip.
     provider.kx_groups.sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
     let provider = Arc::new(provider);
-    let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone(), provider.clone()));
+    let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone()));
     let identity = client
         .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
         .transpose()

@@ -77,10 +77,11 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
         true,
         support::free_port_pair(),
         None,
-        Some((
-            "ssl_max_protocol_version = 'TLSv1.2'\n",
-            "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n",
-        )),
+        Some(support::pg::Custom {
+            conf: "ssl_max_protocol_version = 'TLSv1.2'\n",
+            hba: Some("local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"),
+            openssl_conf: None,
+        }),
     );
     for (port, pg, version) in [(s.pg.port, &s.pg, "TLSv1.3"), (tls12.port, &tls12, "TLSv1.2")] {
         let role = unique("tlsv");

@@ -57,6 +57,8 @@ struct Spec {
     name_constraint: Option<&'static str>,
     rsa: Option<u32>,
     key: KeyKind,
+    /// Signed with SHA-1 instead of SHA-256.
+    sha1: bool,
 }
 
 /// The subject's key, when not P-256 or plain RSA.
@@ -65,6 +67,8 @@ enum KeyKind {
     #[default]
     Default,
     Ed25519,
+    Ed448,
+    P521,
     /// An RSA-PSS key (`openssl genpkey -algorithm RSA-PSS`): what it signs carries RSASSA-PSS
     /// parameters.
     RsaPss,
@@ -105,6 +109,10 @@ fn days(d: i64) -> Asn1Time {
 fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
     let key = match spec.key {
         KeyKind::Ed25519 => PKey::generate_ed25519().unwrap(),
+        KeyKind::Ed448 => PKey::generate_ed448().unwrap(),
+        KeyKind::P521 => {
+            PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::SECP521R1).unwrap()).unwrap()).unwrap()
+        }
         KeyKind::RsaPss => rsa_pss_key(),
         KeyKind::Default => spec.rsa.map_or_else(ec_key, rsa_key),
     };
@@ -176,8 +184,13 @@ fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
         }
     }
     let signer = issuer.map_or(&key, |i| &i.key);
-    let digest =
-        if signer.id() == openssl::pkey::Id::ED25519 { MessageDigest::null() } else { MessageDigest::sha256() };
+    let digest = if matches!(signer.id(), openssl::pkey::Id::ED25519 | openssl::pkey::Id::ED448) {
+        MessageDigest::null()
+    } else if spec.sha1 {
+        MessageDigest::sha1()
+    } else {
+        MessageDigest::sha256()
+    };
     b.sign(signer, digest).unwrap();
     Issued { cert: b.build(), key }
 }
@@ -252,6 +265,16 @@ struct Case {
     crl: Crl,
     host: String,
     hostaddr: Option<IpAddr>,
+    /// The clients' OpenSSL security level, when not the system's (an `OPENSSL_CONF` for both).
+    seclevel: Option<u8>,
+}
+
+/// An OpenSSL configuration that sets the default security level to `level`.
+fn seclevel_conf(level: u8) -> String {
+    format!(
+        "openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n[ssl_sect]\n\
+         system_default = system_default_sect\n[system_default_sect]\nCipherString = DEFAULT:@SECLEVEL={level}\n"
+    )
 }
 
 impl Case {
@@ -264,7 +287,13 @@ impl Case {
             crl: Crl::None,
             host: "localhost".to_owned(),
             hostaddr: None,
+            seclevel: None,
         }
+    }
+
+    fn seclevel(mut self, level: u8) -> Self {
+        self.seclevel = Some(level);
+        self
     }
 
     fn host(mut self, host: &str) -> Self {
@@ -403,6 +432,34 @@ fn cases() -> Vec<Case> {
     v.push(Case::new("RSA-2048 leaf", &rsa_leaf, &[], roots(&[&root])));
     let ed_leaf = leaf(&root, &Spec { key: KeyKind::Ed25519, ..localhost() });
     v.push(Case::new("Ed25519 leaf key", &ed_leaf, &[], roots(&[&root])));
+    // Keys ring cannot verify a handshake signature with, which OpenSSL (libpq) can.
+    let p521_leaf = leaf(&root, &Spec { key: KeyKind::P521, ..localhost() });
+    v.push(Case::new("P-521 leaf key", &p521_leaf, &[], roots(&[&root])));
+    let ed448_leaf = leaf(&root, &Spec { key: KeyKind::Ed448, ..localhost() });
+    v.push(Case::new("Ed448 leaf key", &ed448_leaf, &[], roots(&[&root])));
+    // OpenSSL's security level (2 in Debian's openssl.cnf) refuses small keys and SHA-1
+    // signatures; a system that lowers it (OPENSSL_CONF here) lets libpq accept them. The
+    // server runs at level 0, so that it serves them at all.
+    let small_leaf = leaf(&root, &Spec { rsa: Some(1024), ..localhost() });
+    v.push(Case::new("RSA-1024 leaf", &small_leaf, &[], roots(&[&root])));
+    v.push(Case::new("RSA-1024 leaf, security level 1", &small_leaf, &[], roots(&[&root])).seclevel(1));
+    let sha1_leaf = leaf(&root, &Spec { sha1: true, ..localhost() });
+    v.push(Case::new("leaf signed with SHA-1", &sha1_leaf, &[], roots(&[&root])));
+    v.push(Case::new("leaf signed with SHA-1, security level 1", &sha1_leaf, &[], roots(&[&root])).seclevel(1));
+    v.push(Case::new("leaf signed with SHA-1, security level 0", &sha1_leaf, &[], roots(&[&root])).seclevel(0));
+    let small_root = issue(
+        &Spec {
+            cn: Some("oracle RSA-1024 root"),
+            ca: Some(true),
+            key_usage: Some(KeyUsageSpec::CaUsages),
+            rsa: Some(1024),
+            ..Spec::default()
+        },
+        None,
+    );
+    let under_small = leaf(&small_root, &localhost());
+    v.push(Case::new("RSA-1024 root", &under_small, &[], roots(&[&small_root])));
+    v.push(Case::new("RSA-1024 root, security level 1", &under_small, &[], roots(&[&small_root])).seclevel(1));
 
     // Signature algorithms, which also pick the digest of SCRAM's channel binding.
     let ca_spec = |cn, key| Spec {
@@ -546,7 +603,8 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let out = Command::new("openssl")
-                .args(["s_client", "-starttls", "postgres", "-connect", &format!("127.0.0.1:{}", self.pg.port)])
+                .args(["s_client", "-starttls", "postgres", "-cipher", "DEFAULT:@SECLEVEL=0"])
+                .args(["-connect", &format!("127.0.0.1:{}", self.pg.port)])
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();
@@ -597,6 +655,11 @@ fn environment(case: &Case, dir: &Path, port: u16, user: &str, password: &str) -
     }
     if !matches!(case.root, Root::HomeDefault(_)) {
         env.push(("PGSSLROOTCERT".into(), root.display().to_string()));
+    }
+    if let Some(level) = case.seclevel {
+        let conf = dir.join("openssl.cnf");
+        std::fs::write(&conf, seclevel_conf(level)).unwrap();
+        env.push(("OPENSSL_CONF".into(), conf.display().to_string()));
     }
     match &case.crl {
         Crl::None => {}
@@ -662,7 +725,14 @@ const LIBPQ_PHRASES: &[&str] = &[
 fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
     let s = services();
     let dir = s.root.join("oracle");
-    let pg = Pg::start(&dir.join("pg"), &s.certs, true);
+    // Security level 0 on the server, so that it serves the weak-key and SHA-1 cases at all; the
+    // clients keep the system's level unless a case says otherwise.
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_conf = dir.join("openssl-seclevel0.cnf");
+    std::fs::write(&server_conf, seclevel_conf(0)).unwrap();
+    let custom = support::pg::Custom { openssl_conf: Some(&server_conf), ..Default::default() };
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let pg = Pg::start_custom(&dir.join("pg"), cert, key, true, support::free_port_pair(), None, Some(custom));
     let server = Server { tls_dir: dir.join("pg/tls"), pg };
     let user = unique("oracle");
     let password = canary();

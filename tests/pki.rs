@@ -61,7 +61,7 @@ fn pki_server() -> &'static PkiServer {
                 true,
                 support::free_port_pair(),
                 Some("CREATE ROLE certuser LOGIN;"),
-                Some((&extra, hba)),
+                Some(support::pg::Custom { conf: &extra, hba: Some(hba), openssl_conf: None }),
             )
         });
         PkiServer { pg }

@@ -7,6 +7,7 @@
 //! `PGHOSTADDR` says where to connect, as libpq does.
 
 pub mod chain;
+mod handshake;
 mod hostname;
 pub mod info;
 pub mod stream;
@@ -60,21 +61,14 @@ pub struct LibpqVerifier {
     loading: Mutex<Option<Loading>>,
     chain: OnceLock<Result<Chain, ChainError>>,
     host: String,
-    provider: Arc<CryptoProvider>,
     seen: Mutex<Seen>,
 }
 
 impl LibpqVerifier {
     /// A verifier for `host` trusting what `chain` will trust once loaded.
     #[must_use]
-    pub fn new(chain: Loading, host: String, provider: Arc<CryptoProvider>) -> Self {
-        Self {
-            loading: Mutex::new(Some(chain)),
-            chain: OnceLock::new(),
-            host,
-            provider,
-            seen: Mutex::new(Seen::default()),
-        }
+    pub fn new(chain: Loading, host: String) -> Self {
+        Self { loading: Mutex::new(Some(chain)), chain: OnceLock::new(), host, seen: Mutex::new(Seen::default()) }
     }
 
     fn chain(&self) -> Result<&Chain, ChainError> {
@@ -151,35 +145,17 @@ impl ServerCertVerifier for LibpqVerifier {
         }
     }
 
-    // The handshake signature is checked against the certificate's key as OpenSSL parsed it:
-    // rustls' own helpers parse the certificate with webpki, which refuses X.509 v1
-    // certificates that libpq accepts.
+    // The handshake signature is checked by OpenSSL ([`handshake`]), against the certificate's
+    // key as OpenSSL parsed it: rustls' own helpers parse the certificate with webpki, which
+    // refuses X.509 v1 certificates that libpq accepts, and verify with ring, which refuses keys
+    // that libpq accepts.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let spki = spki_of(cert)?;
-        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad_key())?;
-        let candidates = self
-            .provider
-            .signature_verification_algorithms
-            .mapping
-            .iter()
-            .find(|(scheme, _)| *scheme == dss.scheme)
-            .map(|(_, algs)| *algs)
-            .ok_or(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
-        for alg in candidates {
-            match key.verify_signature(*alg, message, dss.signature()) {
-                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
-                Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => {}
-                Err(_) => {
-                    return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature));
-                }
-            }
-        }
-        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))
+        handshake_signature(message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -188,16 +164,30 @@ impl ServerCertVerifier for LibpqVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature_with_raw_key(
-            message,
-            &spki_of(cert)?,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        handshake::OFFERED.to_vec()
+    }
+}
+
+fn handshake_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let spki = spki_of(cert)?;
+    match handshake::verify(dss.scheme, spki.as_ref(), message, dss.signature(), tls13) {
+        Ok(()) => Ok(HandshakeSignatureValid::assertion()),
+        Err(handshake::Invalid::WrongScheme) => {
+            Err(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into())
+        }
+        Err(handshake::Invalid::BadKey) => Err(bad_key()),
+        Err(handshake::Invalid::BadSignature) => {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))
+        }
     }
 }
 

@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 use super::{Certs, KillOnDrop, free_port_pair, is_root, run_ok, with_pdeathsig};
 
 /// A running cluster. Admin access is over its Unix socket (trust); TCP needs TLS + SCRAM.
+/// What a cluster needs beyond the defaults.
+#[derive(Default, Clone, Copy)]
+pub struct Custom<'a> {
+    /// Extra postgresql.conf lines.
+    pub conf: &'a str,
+    /// The whole pg_hba.conf.
+    pub hba: Option<&'a str>,
+    /// The server's OpenSSL configuration (e.g. a lower security level, to serve weak keys).
+    pub openssl_conf: Option<&'a Path>,
+}
+
 pub struct Pg {
     pub port: u16,
     pub socket_dir: PathBuf,
@@ -97,7 +108,7 @@ impl Pg {
         Self::start_custom(dir, cert, key, tls, port, init_sql, None)
     }
 
-    /// As [`Pg::start_on`], with `custom` = (extra postgresql.conf lines, the whole pg_hba.conf).
+    /// As [`Pg::start_on`], with `custom` settings.
     pub fn start_custom(
         dir: &Path,
         cert: &Path,
@@ -105,7 +116,7 @@ impl Pg {
         tls: bool,
         port: u16,
         init_sql: Option<&str>,
-        custom: Option<(&str, &str)>,
+        custom: Option<Custom<'_>>,
     ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
@@ -141,13 +152,9 @@ impl Pg {
             conf += "ssl = off\n";
             "local all all trust\nhost all all 127.0.0.0/8 scram-sha-256\n"
         };
-        let hba = match custom {
-            Some((extra, custom_hba)) => {
-                conf += extra;
-                custom_hba
-            }
-            None => hba,
-        };
+        let custom = custom.unwrap_or_default();
+        conf += custom.conf;
+        let hba = custom.hba.unwrap_or(hba);
         let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         existing += &conf;
         std::fs::write(data.join("postgresql.conf"), existing).unwrap();
@@ -169,6 +176,9 @@ impl Pg {
         give(&log);
         let mut cmd = with_pdeathsig("QUIT", bindir().join("postgres"));
         cmd.arg("-D").arg(&data).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        if let Some(openssl_conf) = custom.openssl_conf {
+            cmd.env("OPENSSL_CONF", openssl_conf);
+        }
         let server = as_server_user(&mut cmd).spawn().expect("start postgres");
         let pg = Self { port, socket_dir, data, log, _server: server };
         pg.wait_ready();

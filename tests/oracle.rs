@@ -437,6 +437,8 @@ fn cases() -> Vec<Case> {
     v.push(Case::new("P-521 leaf key", &p521_leaf, &[], roots(&[&root])));
     let ed448_leaf = leaf(&root, &Spec { key: KeyKind::Ed448, ..localhost() });
     v.push(Case::new("Ed448 leaf key", &ed448_leaf, &[], roots(&[&root])));
+    let pss_leaf = leaf(&root, &Spec { key: KeyKind::RsaPss, ..localhost() });
+    v.push(Case::new("RSA-PSS leaf key", &pss_leaf, &[], roots(&[&root])));
     // OpenSSL's security level (2 in Debian's openssl.cnf) refuses small keys and SHA-1
     // signatures; a system that lowers it (OPENSSL_CONF here) lets libpq accept them. The
     // server runs at level 0, so that it serves them at all.

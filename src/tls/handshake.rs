@@ -14,15 +14,22 @@ use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
 use rustls::SignatureScheme;
 
+/// rsa_pss_pss_sha256/384/512 (RFC 8446): RSASSA-PSS signatures by an RSASSA-PSS key, which
+/// rustls has no names for.
+const RSA_PSS_PSS: [SignatureScheme; 3] =
+    [SignatureScheme::Unknown(0x0809), SignatureScheme::Unknown(0x080a), SignatureScheme::Unknown(0x080b)];
+
 /// The schemes offered in the ClientHello, in OpenSSL 3's default order (less its SHA-1 and
-/// SHA-224 ones, which its default security level refuses, and the RSASSA-PSS-key schemes rustls
-/// cannot name).
-pub(super) const OFFERED: [SignatureScheme; 11] = [
+/// SHA-224 ones, which its default security level refuses).
+pub(super) const OFFERED: [SignatureScheme; 14] = [
     SignatureScheme::ECDSA_NISTP256_SHA256,
     SignatureScheme::ECDSA_NISTP384_SHA384,
     SignatureScheme::ECDSA_NISTP521_SHA512,
     SignatureScheme::ED25519,
     SignatureScheme::ED448,
+    RSA_PSS_PSS[0],
+    RSA_PSS_PSS[1],
+    RSA_PSS_PSS[2],
     SignatureScheme::RSA_PSS_SHA256,
     SignatureScheme::RSA_PSS_SHA384,
     SignatureScheme::RSA_PSS_SHA512,
@@ -75,11 +82,16 @@ pub(super) fn verify(
             digest_verify(&key, md, None, message, signature)
         }
         SignatureScheme::RSA_PSS_SHA256 | SignatureScheme::RSA_PSS_SHA384 | SignatureScheme::RSA_PSS_SHA512 => {
-            let md = rsa_digest(scheme);
             if key.id() != Id::RSA {
                 return Err(Invalid::WrongScheme);
             }
-            digest_verify(&key, md, Some(Padding::PKCS1_PSS), message, signature)
+            digest_verify(&key, rsa_digest(scheme), Some(Padding::PKCS1_PSS), message, signature)
+        }
+        _ if RSA_PSS_PSS.contains(&scheme) => {
+            if key.id() != Id::RSA_PSS {
+                return Err(Invalid::WrongScheme);
+            }
+            digest_verify(&key, rsa_digest(scheme), Some(Padding::PKCS1_PSS), message, signature)
         }
         SignatureScheme::RSA_PKCS1_SHA256 | SignatureScheme::RSA_PKCS1_SHA384 | SignatureScheme::RSA_PKCS1_SHA512
             if !tls13 =>
@@ -99,8 +111,12 @@ pub(super) fn verify(
 
 fn rsa_digest(scheme: SignatureScheme) -> MessageDigest {
     match scheme {
-        SignatureScheme::RSA_PSS_SHA384 | SignatureScheme::RSA_PKCS1_SHA384 => MessageDigest::sha384(),
-        SignatureScheme::RSA_PSS_SHA512 | SignatureScheme::RSA_PKCS1_SHA512 => MessageDigest::sha512(),
+        SignatureScheme::RSA_PSS_SHA384 | SignatureScheme::RSA_PKCS1_SHA384 | SignatureScheme::Unknown(0x080a) => {
+            MessageDigest::sha384()
+        }
+        SignatureScheme::RSA_PSS_SHA512 | SignatureScheme::RSA_PKCS1_SHA512 | SignatureScheme::Unknown(0x080b) => {
+            MessageDigest::sha512()
+        }
         _ => MessageDigest::sha256(),
     }
 }
@@ -176,6 +192,8 @@ mod tests {
         // PKCS#1 v1.5 is not a TLS 1.3 handshake signature.
         assert_eq!(verify(SignatureScheme::RSA_PKCS1_SHA256, &spki, msg, &pkcs1, true), Err(Invalid::WrongScheme));
         assert_eq!(verify(SignatureScheme::ECDSA_NISTP256_SHA256, &spki, msg, &pkcs1, true), Err(Invalid::WrongScheme));
+        // rsa_pss_pss_* is for RSASSA-PSS keys only, rsa_pss_rsae_* for rsaEncryption keys only.
+        assert_eq!(verify(RSA_PSS_PSS[0], &spki, msg, &pss, true), Err(Invalid::WrongScheme));
 
         let ed448 = PKey::generate_ed448().unwrap();
         let spki = ed448.public_key_to_der().unwrap();

@@ -147,6 +147,7 @@ pub async fn check(
     // PostgreSQL's default ssl_ecdh_curve (prime256v1) is the only group a default server
     // accepts: a key share for X25519 first would cost a HelloRetryRequest round trip.
     provider.kx_groups.sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
+    provider.kx_groups.push(crate::tls::kx::SECP521R1);
     let provider = Arc::new(provider);
     let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone()));
     let identity = client

@@ -415,3 +415,42 @@ fn passwords_that_saslprep_changes_authenticate_as_with_libpq() {
             .assert_fails(77, "password authentication failed");
     }
 }
+
+#[test]
+fn a_server_that_only_speaks_p521_ecdhe_is_reached_as_libpq_reaches_it() {
+    // PostgreSQL takes one ssl_ecdh_curve for TLS 1.2 and 1.3; with secp521r1 (hardening guides
+    // suggest it) libpq's OpenSSL connects, and the check must too: P-521 is offered, and the
+    // server asks for it.
+    let s = services();
+    let home = support::home(&unique("chk-home"));
+    let dir = s.root.join(unique("pg-p521"));
+    let custom = support::pg::Custom { conf: "ssl_ecdh_curve = 'secp521r1'\n", ..Default::default() };
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let pg = Pg::start_custom(&dir, cert, key, true, support::free_port_pair(), None, Some(custom));
+    let role = unique("p521");
+    let password = canary();
+    pg.create_role(&role, &password);
+    for version in ["TLSv1.3", "TLSv1.2"] {
+        let libpq = psql_as(pg.port, &role, &password, "select version from pg_stat_ssl where pid = pg_backend_pid()")
+            .env("PGSSLMAXPROTOCOLVERSION", version)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&libpq.stdout).trim(),
+            version,
+            "libpq: {}",
+            String::from_utf8_lossy(&libpq.stderr)
+        );
+        let (mut cmd, _, _) = libpq_env(&home);
+        let run = Run::of(
+            cmd.env("PGPORT", pg.port.to_string())
+                .env("PGUSER", &role)
+                .env("PGPASSWORD", &password)
+                .env("PGSSLMAXPROTOCOLVERSION", version)
+                .args(["check", "--output", "json"]),
+        );
+        run.assert_ok();
+        let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(r["version"], version, "{run}");
+    }
+}

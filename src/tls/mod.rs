@@ -10,6 +10,7 @@ pub mod chain;
 mod handshake;
 mod hostname;
 pub mod info;
+pub mod kx;
 pub mod stream;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

@@ -79,6 +79,13 @@ impl ChildEnv {
                     .to_owned(),
             );
         }
+        if crate::tls::chain::is_system(root) {
+            warnings.push(
+                "PGSSLROOTCERT=system: the check trusts the system's roots, as libpq 16 and later do (an older libpq \
+                 looks for a file named \"system\")"
+                    .to_owned(),
+            );
+        }
         if let Some(old) = parent.get("PGSSLROOTCERT").filter(|p| Path::new(p) != root) {
             warnings.push(format!("overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"));
         }

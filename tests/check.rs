@@ -454,3 +454,35 @@ fn a_server_that_only_speaks_p521_ecdhe_is_reached_as_libpq_reaches_it() {
         assert_eq!(r["version"], version, "{run}");
     }
 }
+
+#[test]
+fn sslrootcert_system_trusts_the_system_roots_as_libpq_16_does() {
+    // libpq 16 and later read PGSSLROOTCERT=system as "the system's trusted roots"
+    // (SSL_CTX_set_default_verify_paths, which SSL_CERT_FILE redirects; the psql here is 15, so
+    // this is the launcher alone). The test CA as the system store: accepted; an empty store:
+    // refused as libpq would refuse it.
+    let home = support::home(&unique("chk-home"));
+    let empty = home.join("no-roots");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (mut cmd, _, password) = libpq_env(&home);
+    let run = Run::of(
+        cmd.env("PGPASSWORD", &password)
+            .env("PGSSLROOTCERT", "system")
+            .env("SSL_CERT_FILE", &services().certs.ca)
+            .env("SSL_CERT_DIR", &empty)
+            .args(["check", "--output", "json"]),
+    );
+    run.assert_ok();
+    assert!(run.stderr.contains("PGSSLROOTCERT=system: the check trusts the system's roots"), "{run}");
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(r["certificates"][1]["subject"], "CN=launcher test CA", "{run}");
+    let (mut cmd, _, password) = libpq_env(&home);
+    Run::of(
+        cmd.env("PGPASSWORD", &password)
+            .env("PGSSLROOTCERT", "system")
+            .env("SSL_CERT_FILE", empty.join("none.pem"))
+            .env("SSL_CERT_DIR", &empty)
+            .arg("check"),
+    )
+    .assert_fails(76, "certificate verify failed: unable to get local issuer certificate");
+}

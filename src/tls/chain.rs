@@ -128,12 +128,19 @@ type Loaded = Result<Chain, ChainError>;
 #[derive(Debug)]
 pub struct Pending(Option<(mpsc::Sender<Roots>, mpsc::Receiver<Loaded>)>);
 
+/// `sslrootcert=system`: libpq 16 and later trust the system's roots
+/// (`SSL_CTX_set_default_verify_paths`, which `SSL_CERT_FILE`/`SSL_CERT_DIR` redirect).
+#[must_use]
+pub fn is_system(root: &Path) -> bool {
+    root == Path::new("system")
+}
+
 impl Pending {
     /// Hands the root file and the CRLs to the thread, which loads them into its context; a
     /// root file that does not exist is reported at once. Done here if the thread could not be
     /// started.
     pub fn load(self, root: &Path, crl_file: Option<&Path>, crl_dir: Option<&Path>) -> Result<Loading, ChainError> {
-        if std::fs::metadata(root).is_err() {
+        if !is_system(root) && std::fs::metadata(root).is_err() {
             return Err(ChainError::RootMissing(root.to_owned()));
         }
         let roots = Roots {
@@ -175,14 +182,18 @@ impl Chain {
         crl_file: Option<&Path>,
         crl_dir: Option<&Path>,
     ) -> Result<Self, ChainError> {
-        if std::fs::metadata(root).is_err() {
-            return Err(ChainError::RootMissing(root.to_owned()));
-        }
         let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
         let Context { mut builder, level } = context;
-        builder
-            .set_ca_file(root)
-            .map_err(|e| ChainError::RootUnreadable { path: root.to_owned(), reason: first_reason(&e) })?;
+        if is_system(root) {
+            builder.set_default_verify_paths().map_err(internal)?;
+        } else {
+            if std::fs::metadata(root).is_err() {
+                return Err(ChainError::RootMissing(root.to_owned()));
+            }
+            builder
+                .set_ca_file(root)
+                .map_err(|e| ChainError::RootUnreadable { path: root.to_owned(), reason: first_reason(&e) })?;
+        }
         // libpq: X509_STORE_load_locations(store, file, dir) on the same store, CRL checking
         // only when it succeeds, any failure silently ignored. Its quirks come with it: a
         // directory is not looked at until a CRL is wanted (a missing one fails every

@@ -159,40 +159,35 @@ pub async fn check(
     let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);
 
-    // Channel binding is asked for first, so that the report can say it was used; a server
-    // without it (a pooler) gets a second, ordinary attempt, unless PGCHANNELBINDING=require
-    // (then libpq refuses it too). A certificate whose signature has no digest (Ed25519) is
-    // where libpq itself fails as soon as the server offers SCRAM-SHA-256-PLUS, as PostgreSQL
-    // always does over TLS: the check says what libpq says.
+    // One connection, with channel binding as libpq's PGCHANNELBINDING asks (prefer by default:
+    // bound when the server offers SCRAM-SHA-256-PLUS, as PostgreSQL over TLS does; not through
+    // a pooler that does not). The stream notes what was offered and chosen, for the report.
+    // A certificate whose signature has no digest (Ed25519) is where libpq itself fails as soon
+    // as the server offers SCRAM-SHA-256-PLUS: the check says what libpq says.
     let mode = options.libpq.channel_binding;
-    let mut channel_binding = match mode {
-        ChannelBindingMode::Disable => false,
-        ChannelBindingMode::Require => true,
-        ChannelBindingMode::Prefer => target.password.is_some(),
-    };
-    let mut started = Instant::now();
-    let mut connected = connect(target, &tls, options, channel_binding).await;
-    if channel_binding
+    let started = Instant::now();
+    let connected = connect(target, &tls, options).await;
+    let sasl = verifier.seen().sasl;
+    if mode != ChannelBindingMode::Disable
+        && sasl.is_some_and(|s| s.offered_plus)
+        && let Some(Err(libpq)) = verifier.seen().end_point
+    {
+        return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {libpq}")));
+    }
+    if mode == ChannelBindingMode::Require
         && connected.as_ref().is_err_and(
             |e| matches!(e, Failure::Postgres(e) if launcher_core::error_chain(e).contains("channel binding")),
         )
     {
-        if let Some(Err(libpq)) = verifier.seen().end_point {
-            return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {libpq}")));
-        }
-        if mode == ChannelBindingMode::Require {
-            return Err(Error::msg(
-                Exit::NoPerm,
-                format!(
-                    "connection to server at {server} failed: channel binding is required, but server did not \
-                     offer an authentication method that supports channel binding (PGCHANNELBINDING=require)"
-                ),
-            ));
-        }
-        channel_binding = false;
-        started = Instant::now();
-        connected = connect(target, &tls, options, false).await;
+        return Err(Error::msg(
+            Exit::NoPerm,
+            format!(
+                "connection to server at {server} failed: channel binding is required, but server did not offer \
+                 an authentication method that supports channel binding (PGCHANNELBINDING=require)"
+            ),
+        ));
     }
+    let channel_binding = sasl.is_some_and(|s| s.chose_plus);
     let (client, connection) = match connected {
         Ok(pair) => pair,
         Err(Failure::Timeout) => {
@@ -275,7 +270,6 @@ async fn connect(
     target: &Target,
     tls: &crate::tls::MakeConnect,
     options: &CheckOptions,
-    channel_binding: bool,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>), Failure> {
     let mut config = tokio_postgres::Config::new();
     config
@@ -290,10 +284,10 @@ async fn connect(
             SessionAttrs::Any | SessionAttrs::Unchecked => TargetSessionAttrs::Any,
         })
         .ssl_mode(SslMode::Require)
-        .channel_binding(match (channel_binding, options.libpq.channel_binding) {
-            (true, _) => ChannelBinding::Require,
-            (false, ChannelBindingMode::Disable) => ChannelBinding::Disable,
-            (false, _) => ChannelBinding::Prefer,
+        .channel_binding(match options.libpq.channel_binding {
+            ChannelBindingMode::Require => ChannelBinding::Require,
+            ChannelBindingMode::Disable => ChannelBinding::Disable,
+            ChannelBindingMode::Prefer => ChannelBinding::Prefer,
         })
         .connect_timeout(options.timeout);
     if let Some(addr) = target.hostaddr {

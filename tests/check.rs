@@ -141,11 +141,15 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
     let (mut cmd, role, password) = libpq_env(&home);
     let (_bouncer, port) =
         s.pg.pgbouncer(&s.root.join(unique("pgbouncer")), &s.certs.server_cert, &s.certs.server_key, &role, &password);
-    let run =
-        Run::of(cmd.env("PGPASSWORD", &password).env("PGPORT", port.to_string()).args(["check", "--output", "json"]));
+    // Through a relay, to count the check's connections: one, as libpq makes one.
+    let tap = support::tap::Tap::start(port);
+    let run = Run::of(
+        cmd.env("PGPASSWORD", &password).env("PGPORT", tap.port.to_string()).args(["check", "--output", "json"]),
+    );
     run.assert_ok().assert_no_leak(&password);
     let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(r["channel_binding"], false, "PgBouncer offers no SCRAM-SHA-256-PLUS: {run}");
+    assert_eq!(tap.connections(), 1, "one connection to the pooler: {run}");
     // libpq, with its default channel_binding=prefer, connects through it as well.
     let mut psql_through = psql_as(port, &role, &password, "select 1");
     let out = psql_through.output().unwrap();
@@ -183,6 +187,36 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
     let (mut cmd, _, _) = libpq_env(&home);
     Run::of(cmd.env("PGPASSWORD", &password).env("PGCHANNELBINDING", "maybe").arg("check"))
         .assert_fails(78, "PGCHANNELBINDING: invalid channel_binding value: \"maybe\"");
+
+    // A certificate signed with Ed25519 has no digest for channel binding: libpq fails against
+    // PostgreSQL, which offers SCRAM-SHA-256-PLUS, but connects through the pooler, which does
+    // not; so does the check.
+    let dir = s.root.join(unique("ed-ca"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ed_ca = (dir.join("ed-ca.crt"), dir.join("ed-ca.key"));
+    support::run_ok(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "30", "-subj", "/CN=ed25519 CA"])
+            .arg("-keyout")
+            .arg(&ed_ca.1)
+            .arg("-out")
+            .arg(&ed_ca.0),
+    );
+    let (cert, key) = support::certs::issue(&dir, "ed-signed", &ed_ca, "/CN=localhost", "subjectAltName=DNS:localhost");
+    let (_ed_bouncer, ed_port) = s.pg.pgbouncer(&s.root.join(unique("pgbouncer")), &cert, &key, &role, &password);
+    let out = psql_as(ed_port, &role, &password, "select 1").env("PGSSLROOTCERT", &ed_ca.0).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+    let (mut cmd, _, _) = libpq_env(&home);
+    let run = Run::of(
+        cmd.env("PGUSER", &role)
+            .env("PGPASSWORD", &password)
+            .env("PGPORT", ed_port.to_string())
+            .env("PGSSLROOTCERT", &ed_ca.0)
+            .args(["check", "--output", "json"]),
+    );
+    run.assert_ok();
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(r["channel_binding"], false, "{run}");
 }
 
 #[test]

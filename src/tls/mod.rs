@@ -52,6 +52,17 @@ pub struct Seen {
     pub end_point: Option<Result<Vec<u8>, String>>,
     /// The protocol and cipher the handshake settled on.
     pub negotiated: Option<Negotiated>,
+    /// The SASL exchange as seen on the wire, when the server asked for one.
+    pub sasl: Option<Sasl>,
+}
+
+/// What the server offered in its SASL request, and what the client answered with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sasl {
+    /// SCRAM-SHA-256-PLUS was among the mechanisms (PostgreSQL over TLS; not PgBouncer 1.x).
+    pub offered_plus: bool,
+    /// The client's SASLInitialResponse named SCRAM-SHA-256-PLUS.
+    pub chose_plus: bool,
 }
 
 /// libpq's verify-full as a rustls verifier. One per connection: it knows the host to check and
@@ -97,6 +108,19 @@ impl LibpqVerifier {
     /// The channel binding data of the accepted certificate, when libpq could make it too.
     pub fn end_point(&self) -> Option<Vec<u8>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).end_point.clone().and_then(Result::ok)
+    }
+
+    /// Records the mechanisms of the server's SASL request.
+    pub fn sasl_offered(&self, plus: bool) {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).sasl =
+            Some(Sasl { offered_plus: plus, chose_plus: false });
+    }
+
+    /// Records the mechanism of the client's SASLInitialResponse.
+    pub fn sasl_chosen(&self, plus: bool) {
+        if let Some(sasl) = &mut self.seen.lock().unwrap_or_else(PoisonError::into_inner).sasl {
+            sasl.chose_plus = plus;
+        }
     }
 
     /// Records what the finished handshake negotiated.

@@ -146,16 +146,52 @@ where
             let negotiated =
                 Negotiated::of(session.protocol_version(), session.negotiated_cipher_suite().map(|s| s.suite()));
             self.verifier.negotiated(negotiated);
-            Ok(Stream { tls, verifier: self.verifier })
+            Ok(Stream { tls, verifier: self.verifier, first_reply: Some(Vec::new()), awaiting_choice: false })
         })
     }
 }
 
-/// The encrypted stream tokio-postgres reads and writes.
+/// The encrypted stream tokio-postgres reads and writes. It also watches the start of the
+/// session: whether the server's SASL request offers SCRAM-SHA-256-PLUS and whether the client
+/// chose it, which tokio-postgres does not tell (the check connects once, with libpq's
+/// channel_binding=prefer, and still reports whether the session is bound).
 #[derive(Debug)]
 pub struct Stream<S> {
     tls: tokio_rustls::client::TlsStream<S>,
     verifier: Arc<LibpqVerifier>,
+    /// The server's first message so far, until it is complete (then `None`).
+    first_reply: Option<Vec<u8>>,
+    /// A SASL request was seen: the client's next message answers it.
+    awaiting_choice: bool,
+}
+
+/// The longest first reply watched: a SASL request names a few mechanisms.
+const FIRST_REPLY_MAX: usize = 512;
+
+/// What the server's first message says, as far as it has arrived.
+#[derive(Debug, PartialEq, Eq)]
+enum FirstReply {
+    /// Not complete yet.
+    Partial,
+    /// Not a SASL request (an error, or another kind of authentication).
+    NotSasl,
+    /// A SASL request; whether SCRAM-SHA-256-PLUS is among its mechanisms.
+    Sasl { plus: bool },
+}
+
+fn first_reply(bytes: &[u8]) -> FirstReply {
+    let Some((&tag, rest)) = bytes.split_first() else { return FirstReply::Partial };
+    let Some(len) = rest.get(..4).map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize) else {
+        return FirstReply::Partial;
+    };
+    if tag != b'R' || !(8..=FIRST_REPLY_MAX).contains(&len) {
+        return FirstReply::NotSasl;
+    }
+    let Some(body) = rest.get(4..len) else { return FirstReply::Partial };
+    if body[..4] != 10u32.to_be_bytes() {
+        return FirstReply::NotSasl;
+    }
+    FirstReply::Sasl { plus: body[4..].split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256-PLUS") }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
@@ -166,12 +202,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tls).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(first)) = (&polled, &mut self.first_reply) {
+            let room = FIRST_REPLY_MAX + 5 - first.len();
+            first.extend(buf.filled()[before..].iter().take(room));
+            match first_reply(first) {
+                FirstReply::Partial if first.len() < FIRST_REPLY_MAX + 5 && buf.filled().len() > before => {}
+                FirstReply::Sasl { plus } => {
+                    self.first_reply = None;
+                    self.verifier.sasl_offered(plus);
+                    self.awaiting_choice = true;
+                }
+                _ => self.first_reply = None,
+            }
+        }
+        polled
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // The SASLInitialResponse: 'p', its length, then the mechanism's name.
+        if self.awaiting_choice && buf.first() == Some(&b'p') {
+            self.awaiting_choice = false;
+            self.verifier.sasl_chosen(buf.get(5..).is_some_and(|m| m.starts_with(b"SCRAM-SHA-256-PLUS\0")));
+        }
         Pin::new(&mut self.tls).poll_write(cx, buf)
     }
 
@@ -186,6 +242,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn first_reply_reads_sasl_requests_as_they_arrive() {
+        let mut msg = vec![b'R'];
+        let body = b"\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0";
+        msg.extend(u32::try_from(4 + body.len()).unwrap().to_be_bytes());
+        msg.extend(body);
+        for cut in 0..msg.len() {
+            assert_eq!(first_reply(&msg[..cut]), FirstReply::Partial, "{cut} bytes");
+        }
+        assert_eq!(first_reply(&msg), FirstReply::Sasl { plus: true });
+        let pooler = [b'R', 0, 0, 0, 23, 0, 0, 0, 10].iter().chain(b"SCRAM-SHA-256\0\0").copied().collect::<Vec<_>>();
+        assert_eq!(first_reply(&pooler), FirstReply::Sasl { plus: false });
+        // AuthenticationOk (trust), an MD5 request, an error.
+        assert_eq!(first_reply(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]), FirstReply::NotSasl);
+        assert_eq!(first_reply(&[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]), FirstReply::NotSasl);
+        assert_eq!(first_reply(&[b'E', 0, 0, 0, 40]), FirstReply::NotSasl);
+    }
+
     use openssl::pkey::{PKey, Private};
     use openssl::x509::{X509, X509Builder, X509NameBuilder};
 

@@ -184,3 +184,91 @@ fn client_certificate_files_libpq_finds_are_presented_by_the_check_and_judged_as
     let said = String::from_utf8_lossy(&libpq.stderr);
     assert!(said.contains("has group or world access"), "libpq's own verdict on the 0644 key: {said}");
 }
+
+#[test]
+fn a_p521_client_key_is_presented_as_libpq_presents_it() {
+    // libpq's OpenSSL signs with any key it reads; ring has no P-521 (nor Ed448 or RSASSA-PSS,
+    // whose requests Vault cannot sign: the unit tests sign with those). A P-521 certificate for
+    // certuser, signed by the PKI: the check logs in with it, as psql does.
+    let server = pki_server();
+    let bao = &services().bao;
+    bao.api(
+        "POST",
+        "/v1/pki/roles/client-any",
+        Some(&serde_json::json!({"allow_any_name": true, "enforce_hostnames": false, "server_flag": false,
+            "client_flag": true, "key_type": "any", "max_ttl": "72h"})),
+    );
+    let home = support::home(&unique("pki-keys"));
+    let dir = home.join("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("p521.key");
+    support::run_ok(
+        std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"])
+            .arg("-out")
+            .arg(&key),
+    );
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let csr = support::run_ok(
+        std::process::Command::new("openssl").args(["req", "-new", "-subj", "/CN=certuser", "-key"]).arg(&key),
+    );
+    let signed = bao.api(
+        "POST",
+        "/v1/pki/sign/client-any",
+        Some(&serde_json::json!({"csr": String::from_utf8(csr.stdout).unwrap(), "common_name": "certuser"})),
+    );
+    let cert = dir.join("p521.crt");
+    std::fs::write(&cert, signed["data"]["certificate"].as_str().unwrap()).unwrap();
+    let libpq = std::process::Command::new(psql())
+        .env_clear()
+        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
+        .env("PGPORT", server.pg.port.to_string())
+        .env("PGSSLCERT", &cert)
+        .env("PGSSLKEY", &key)
+        .args(["-XAtc", "select current_user"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&libpq.stdout).trim(),
+        "certuser",
+        "libpq: {}",
+        String::from_utf8_lossy(&libpq.stderr)
+    );
+    let run = Run::of(
+        launch(&home, server.pg.port)
+            .args(["--user", "certuser", "--"])
+            .arg(psql())
+            .args(["-XAtc", "select current_user"])
+            .env("PGSSLCERT", &cert)
+            .env("PGSSLKEY", &key),
+    );
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "certuser", "{run}");
+
+    // Another key than the certificate's: libpq refuses, in these words, and so does the check.
+    let other = dir.join("other.key");
+    support::run_ok(
+        std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521", "-out"])
+            .arg(&other),
+    );
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let words = "key values mismatch";
+    let libpq = std::process::Command::new(psql())
+        .env_clear()
+        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
+        .env("PGPORT", server.pg.port.to_string())
+        .env("PGSSLCERT", &cert)
+        .env("PGSSLKEY", &other)
+        .args(["-XAtc", "select 1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&libpq.stderr).contains(words), "{}", String::from_utf8_lossy(&libpq.stderr));
+    Run::of(
+        launch(&home, server.pg.port)
+            .args(["--user", "certuser", "--", "true"])
+            .env("PGSSLCERT", &cert)
+            .env("PGSSLKEY", &other),
+    )
+    .assert_fails(65, words);
+}

@@ -1,5 +1,6 @@
-//! The server's handshake signature (TLS 1.3 CertificateVerify, TLS 1.2 ServerKeyExchange),
-//! checked by OpenSSL as libpq's OpenSSL checks it, for the schemes libpq's OpenSSL offers.
+//! Handshake signatures by OpenSSL, both ways: the server's (TLS 1.3 CertificateVerify, TLS 1.2
+//! ServerKeyExchange) checked as libpq's OpenSSL checks it, for the schemes libpq's OpenSSL
+//! offers; and the client certificate's, made with any key libpq's OpenSSL can sign with.
 //!
 //! rustls' ring provider would refuse what libpq accepts: RSA keys under 2048 bits (a system
 //! whose OpenSSL security level is lowered to 1 still connects to such a server with libpq),
@@ -9,10 +10,12 @@
 
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Public};
+use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::rsa::Padding;
-use openssl::sign::{RsaPssSaltlen, Verifier};
-use rustls::SignatureScheme;
+use openssl::sign::{RsaPssSaltlen, Signer as OpensslSigner, Verifier};
+use rustls::pki_types::SubjectPublicKeyInfoDer;
+use rustls::sign::{Signer, SigningKey};
+use rustls::{SignatureAlgorithm, SignatureScheme};
 
 /// rsa_pss_pss_sha256/384/512 (RFC 8446): RSASSA-PSS signatures by an RSASSA-PSS key, which
 /// rustls has no names for.
@@ -109,6 +112,122 @@ pub(super) fn verify(
     }
 }
 
+/// A client certificate's key, held by OpenSSL (which clears it when freed), signing for
+/// rustls: ring would refuse P-521, Ed448 and RSASSA-PSS keys, and RSA keys under 2048 bits,
+/// which libpq's OpenSSL signs with.
+pub(super) struct ClientKey {
+    key: PKey<Private>,
+    spki: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKey").field("type", &self.key.id()).finish_non_exhaustive()
+    }
+}
+
+impl ClientKey {
+    pub(super) fn new(key: PKey<Private>) -> Result<Self, openssl::error::ErrorStack> {
+        let spki = key.public_key_to_der()?;
+        Ok(Self { key, spki })
+    }
+
+    /// The schemes this key signs with, in the order it prefers them.
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        match self.key.id() {
+            Id::EC => match self.key.ec_key().ok().and_then(|k| k.group().curve_name()) {
+                Some(Nid::X9_62_PRIME256V1) => vec![SignatureScheme::ECDSA_NISTP256_SHA256],
+                Some(Nid::SECP384R1) => vec![SignatureScheme::ECDSA_NISTP384_SHA384],
+                Some(Nid::SECP521R1) => vec![SignatureScheme::ECDSA_NISTP521_SHA512],
+                _ => vec![],
+            },
+            Id::ED25519 => vec![SignatureScheme::ED25519],
+            Id::ED448 => vec![SignatureScheme::ED448],
+            Id::RSA_PSS => RSA_PSS_PSS.to_vec(),
+            Id::RSA => vec![
+                SignatureScheme::RSA_PSS_SHA256,
+                SignatureScheme::RSA_PSS_SHA384,
+                SignatureScheme::RSA_PSS_SHA512,
+                SignatureScheme::RSA_PKCS1_SHA256,
+                SignatureScheme::RSA_PKCS1_SHA384,
+                SignatureScheme::RSA_PKCS1_SHA512,
+            ],
+            _ => vec![],
+        }
+    }
+}
+
+impl SigningKey for ClientKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        let scheme = self.schemes().into_iter().find(|s| offered.contains(s))?;
+        Some(Box::new(ClientSigner { key: self.key.clone(), scheme }))
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        Some(SubjectPublicKeyInfoDer::from(self.spki.as_slice()))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        match self.key.id() {
+            Id::RSA | Id::RSA_PSS => SignatureAlgorithm::RSA,
+            Id::EC => SignatureAlgorithm::ECDSA,
+            Id::ED25519 => SignatureAlgorithm::ED25519,
+            Id::ED448 => SignatureAlgorithm::ED448,
+            _ => SignatureAlgorithm::Unknown(0),
+        }
+    }
+}
+
+/// One signature with a [`ClientKey`], in the scheme chosen for the server.
+struct ClientSigner {
+    key: PKey<Private>,
+    scheme: SignatureScheme,
+}
+
+impl std::fmt::Debug for ClientSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSigner").field("scheme", &self.scheme).finish_non_exhaustive()
+    }
+}
+
+impl Signer for ClientSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let fail = |e: openssl::error::ErrorStack| rustls::Error::General(format!("client certificate signature: {e}"));
+        let mut signer = match self.key.id() {
+            Id::ED25519 | Id::ED448 => OpensslSigner::new_without_digest(&self.key).map_err(fail)?,
+            _ => {
+                let md = match self.scheme {
+                    SignatureScheme::ECDSA_NISTP384_SHA384 => MessageDigest::sha384(),
+                    SignatureScheme::ECDSA_NISTP521_SHA512 => MessageDigest::sha512(),
+                    other => rsa_digest(other),
+                };
+                let mut signer = OpensslSigner::new(md, &self.key).map_err(fail)?;
+                if matches!(self.key.id(), Id::RSA | Id::RSA_PSS) {
+                    let pkcs1 = matches!(
+                        self.scheme,
+                        SignatureScheme::RSA_PKCS1_SHA256
+                            | SignatureScheme::RSA_PKCS1_SHA384
+                            | SignatureScheme::RSA_PKCS1_SHA512
+                    );
+                    if pkcs1 {
+                        signer.set_rsa_padding(Padding::PKCS1).map_err(fail)?;
+                    } else {
+                        signer.set_rsa_padding(Padding::PKCS1_PSS).map_err(fail)?;
+                        signer.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH).map_err(fail)?;
+                        signer.set_rsa_mgf1_md(md).map_err(fail)?;
+                    }
+                }
+                signer
+            }
+        };
+        signer.sign_oneshot_to_vec(message).map_err(fail)
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.scheme
+    }
+}
+
 fn rsa_digest(scheme: SignatureScheme) -> MessageDigest {
     match scheme {
         SignatureScheme::RSA_PSS_SHA384 | SignatureScheme::RSA_PKCS1_SHA384 | SignatureScheme::Unknown(0x080a) => {
@@ -162,6 +281,15 @@ mod tests {
         s.sign_oneshot_to_vec(msg).unwrap()
     }
 
+    /// An RSASSA-PSS key, as `openssl genpkey -algorithm RSA-PSS` makes one.
+    fn rsa_pss_key() -> PKey<Private> {
+        let out = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048"])
+            .output()
+            .unwrap();
+        PKey::private_key_from_pem(&out.stdout).unwrap()
+    }
+
     #[test]
     fn schemes_ring_lacks_verify_and_bindings_hold() {
         let msg = b"handshake transcript";
@@ -195,6 +323,21 @@ mod tests {
         // rsa_pss_pss_* is for RSASSA-PSS keys only, rsa_pss_rsae_* for rsaEncryption keys only.
         assert_eq!(verify(RSA_PSS_PSS[0], &spki, msg, &pss, true), Err(Invalid::WrongScheme));
 
+        // What a ClientKey signs, the verifier accepts, for each kind of key.
+        let keys = [
+            p521.clone(),
+            rsa1024.clone(),
+            PKey::generate_ed25519().unwrap(),
+            PKey::generate_ed448().unwrap(),
+            rsa_pss_key(),
+        ];
+        for key in keys {
+            let spki = key.public_key_to_der().unwrap();
+            let client = ClientKey::new(key).unwrap();
+            let signer = client.choose_scheme(&OFFERED).unwrap();
+            let sig = signer.sign(msg).unwrap();
+            assert_eq!(verify(signer.scheme(), &spki, msg, &sig, true), Ok(()), "{:?}", signer.scheme());
+        }
         let ed448 = PKey::generate_ed448().unwrap();
         let spki = ed448.public_key_to_der().unwrap();
         let sig = sign(&ed448, None, None, msg);

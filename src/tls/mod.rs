@@ -259,35 +259,44 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match client {
-        Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
+        Some(id) => {
+            let key = rustls::sign::CertifiedKey::new(id.chain, Arc::new(id.key));
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)))
+        }
         None => builder.with_no_client_auth(),
     };
     config.enable_sni = sni;
     Ok(config)
 }
 
-/// A client certificate chain and its key, read from the files libpq reads.
+/// A client certificate chain and its key, read from the files libpq reads; the key stays in
+/// OpenSSL, which signs with it ([`handshake`]).
 #[derive(Debug)]
 pub struct ClientIdentity {
     chain: Vec<CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
+    key: handshake::ClientKey,
 }
 
 impl ClientIdentity {
-    /// Reads PEM files (any key type OpenSSL reads; the key is re-encoded as PKCS#8 for rustls).
+    /// Reads PEM files (any key type OpenSSL reads), and checks that they belong together, as
+    /// OpenSSL does when libpq loads the key (with libpq's words for a mismatch).
     pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        let chain = openssl::x509::X509::stack_from_pem(&read(cert)?)
-            .map_err(|_| format!("{}: no PEM certificate", cert.display()))?
+        let certs = openssl::x509::X509::stack_from_pem(&read(cert)?)
+            .map_err(|_| format!("{}: no PEM certificate", cert.display()))?;
+        let chain = certs
             .iter()
             .map(|c| c.to_der().map(CertificateDer::from))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let key_pem = launcher_core::SecretBytes::new(read(key)?);
-        let pkcs8 = openssl::pkey::PKey::private_key_from_pem(key_pem.expose())
-            .and_then(|k| k.private_key_to_pkcs8())
+        let private = openssl::pkey::PKey::private_key_from_pem(key_pem.expose())
             .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8));
+        let matches = certs.first().and_then(|c| c.public_key().ok()).is_some_and(|public| public.public_eq(&private));
+        if !matches {
+            return Err(format!("could not load private key file \"{}\": key values mismatch", key.display()));
+        }
+        let key = handshake::ClientKey::new(private).map_err(|e| e.to_string())?;
         Ok(Self { chain, key })
     }
 }

@@ -172,6 +172,11 @@ pub async fn check(
         && sasl.is_some_and(|s| s.offered_plus)
         && let Some(Err(libpq)) = verifier.seen().end_point
     {
+        // The server let the unbound login in; libpq would not have sent it. Close cleanly.
+        if let Ok((client, connection)) = connected {
+            drop(client);
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        }
         return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {libpq}")));
     }
     if mode == ChannelBindingMode::Require

@@ -146,6 +146,7 @@ pub async fn check(
     let mut provider = rustls::crypto::ring::default_provider();
     // PostgreSQL's default ssl_ecdh_curve (prime256v1) is the only group a default server
     // accepts: a key share for X25519 first would cost a HelloRetryRequest round trip.
+    // P-521 (ring has none) comes last, listed without a key share: only a server set to it asks.
     provider.kx_groups.sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
     provider.kx_groups.push(crate::tls::kx::SECP521R1);
     let provider = Arc::new(provider);

@@ -119,6 +119,9 @@ pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<
             ),
         ));
     }
+    // What libpq then loads (and how it fails: an unreadable key, one that is not the
+    // certificate's) is the user's configuration too, not a secret's content.
+    crate::tls::ClientIdentity::load(cert, key).map_err(|e| Error::msg(Exit::Config, e))?;
     Ok(Some(ClientFiles { cert: cert.clone(), key: key.clone() }))
 }
 

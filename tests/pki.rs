@@ -270,5 +270,5 @@ fn a_p521_client_key_is_presented_as_libpq_presents_it() {
             .env("PGSSLCERT", &cert)
             .env("PGSSLKEY", &other),
     )
-    .assert_fails(65, words);
+    .assert_fails(78, words);
 }

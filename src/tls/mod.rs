@@ -282,16 +282,20 @@ impl ClientIdentity {
     /// OpenSSL does when libpq loads the key (with libpq's words for a mismatch).
     pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        let certs = openssl::x509::X509::stack_from_pem(&read(cert)?)
-            .map_err(|_| format!("{}: no PEM certificate", cert.display()))?;
+        let certs =
+            openssl::x509::X509::stack_from_pem(&read(cert)?).ok().filter(|certs| !certs.is_empty()).ok_or_else(
+                || format!("could not read certificate file \"{}\": no PEM certificate in it", cert.display()),
+            )?;
         let chain = certs
             .iter()
             .map(|c| c.to_der().map(CertificateDer::from))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let key_pem = launcher_core::SecretBytes::new(read(key)?);
-        let private = openssl::pkey::PKey::private_key_from_pem(key_pem.expose())
-            .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
+        let private = openssl::pkey::PKey::private_key_from_pem(key_pem.expose()).map_err(|e| {
+            let reason = e.errors().first().and_then(openssl::error::Error::reason).unwrap_or("not a PEM private key");
+            format!("could not load private key file \"{}\": {reason}", key.display())
+        })?;
         let matches = certs.first().and_then(|c| c.public_key().ok()).is_some_and(|public| public.public_eq(&private));
         if !matches {
             return Err(format!("could not load private key file \"{}\": key values mismatch", key.display()));

@@ -218,8 +218,9 @@ pub struct LibpqSettings {
     pub channel_binding: ChannelBindingMode,
     /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
     pub session: SessionAttrs,
-    /// `PGOPTIONS`: the server options libpq sends at start-up (a bad one is FATAL there, and
-    /// so in the check).
+    /// The server settings libpq sends at start-up, as one `options` string for the check: the
+    /// `PGOPTIONS` given, then `PGDATESTYLE`, `PGTZ`, `PGGEQO` and `PGCLIENTENCODING` (a bad
+    /// value is FATAL for libpq's connection, and so for the check's).
     pub options: Option<String>,
     /// `PGSSLSNI`: whether the host name goes out as SNI. libpq sends it only when the value
     /// starts with `1` (its default), so `0`, `true` and an empty value all turn it off.
@@ -227,6 +228,24 @@ pub struct LibpqSettings {
     /// Variables set for the app that libpq 16 or 17 reads and the check does not judge (the
     /// libpq here, 15, cannot tell what those versions conclude): each gets a warning.
     pub unjudged: Vec<&'static str>,
+}
+
+/// `PGOPTIONS`, and the settings libpq sends at start-up from its other variables, as
+/// `-c name=value` options (a backslash escapes spaces and backslashes there). libpq sends
+/// `PGDATESTYLE`, `PGTZ` and `PGGEQO` whenever set, even empty, unless "default"; and
+/// `PGCLIENTENCODING` unless empty or "auto" (which names the locale's encoding: always valid).
+fn server_options(env: &ParentEnv) -> Option<String> {
+    let mut options: Vec<String> = env.get("PGOPTIONS").map(str::to_owned).into_iter().collect();
+    let escape = |v: &str| v.replace('\\', "\\\\").replace(' ', "\\ ");
+    for (var, name) in [("PGDATESTYLE", "datestyle"), ("PGTZ", "timezone"), ("PGGEQO", "geqo")] {
+        if let Some(value) = env.raw(var).filter(|v| !v.eq_ignore_ascii_case("default")) {
+            options.push(format!("-c {name}={}", escape(value)));
+        }
+    }
+    if let Some(encoding) = env.raw("PGCLIENTENCODING").filter(|v| !v.is_empty() && *v != "auto") {
+        options.push(format!("-c client_encoding={}", escape(encoding)));
+    }
+    (!options.is_empty()).then(|| options.join(" "))
 }
 
 /// libpq 16/17 settings the check leaves to the app's libpq, with the version that reads them.
@@ -271,7 +290,7 @@ impl LibpqSettings {
                 ));
             }
         };
-        let options = env.get("PGOPTIONS").filter(|o| !o.is_empty()).map(str::to_owned);
+        let options = server_options(env);
         let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
         let unjudged = UNJUDGED.iter().map(|(var, _)| *var).filter(|var| env.raw(var).is_some()).collect();
         Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options, sni, unjudged })
@@ -598,6 +617,27 @@ mod tests {
             assert_eq!(e.exit(), Exit::Config, "{junk:?}");
             assert!(e.to_string().contains(&format!("invalid integer value \"{junk}\"")), "{e}");
         }
+    }
+
+    #[test]
+    fn start_up_settings_become_escaped_server_options() {
+        let plan = |pairs: &[(&str, &str)]| {
+            Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u"))).unwrap()
+        };
+        let p = plan(&[
+            ("PGOPTIONS", "-c work_mem=64MB"),
+            ("PGTZ", "Europe/Paris"),
+            ("PGDATESTYLE", r"ISO, D\MY"),
+            ("PGGEQO", "Default"),
+            ("PGCLIENTENCODING", "auto"),
+        ]);
+        assert_eq!(
+            p.libpq.options.as_deref(),
+            Some(r"-c work_mem=64MB -c datestyle=ISO,\ D\\MY -c timezone=Europe/Paris")
+        );
+        let p = plan(&[("PGTZ", ""), ("PGCLIENTENCODING", "LATIN1"), ("PGDATESTYLE", "default")]);
+        assert_eq!(p.libpq.options.as_deref(), Some("-c timezone= -c client_encoding=LATIN1"));
+        assert_eq!(plan(&[("PGCLIENTENCODING", "")]).libpq.options, None);
     }
 
     #[test]

@@ -520,3 +520,40 @@ fn sslrootcert_system_trusts_the_system_roots_as_libpq_16_does() {
     )
     .assert_fails(76, "certificate verify failed: unable to get local issuer certificate");
 }
+
+#[test]
+fn settings_libpq_sends_at_start_up_reach_the_server_from_the_check_too() {
+    // libpq sends PGDATESTYLE, PGTZ, PGGEQO and PGCLIENTENCODING in its start-up packet; a value
+    // the server rejects is FATAL there, so the app would not start: the check must fail alike.
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    let cases = [
+        ("PGTZ", "Mars/Base"),
+        ("PGTZ", "Europe/Paris"),
+        ("PGTZ", ""),
+        ("PGTZ", "default"),
+        ("PGDATESTYLE", "nonsense"),
+        ("PGDATESTYLE", "ISO, DMY"),
+        ("PGGEQO", "maybe"),
+        ("PGGEQO", "off"),
+        ("PGCLIENTENCODING", "bogus"),
+        ("PGCLIENTENCODING", "LATIN1"),
+        ("PGCLIENTENCODING", "auto"),
+    ];
+    let mut refused = 0;
+    for (var, value) in cases {
+        let libpq = psql_as(services().pg.port, &role, &password, "select 1").env(var, value).output().unwrap();
+        let said = String::from_utf8_lossy(&libpq.stderr).into_owned();
+        let (mut cmd, _, _) = libpq_env(&home);
+        let run = Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &password).env(var, value).arg("check"));
+        if libpq.status.success() {
+            run.assert_ok();
+        } else {
+            refused += 1;
+            let words =
+                said.split("FATAL:  ").nth(1).and_then(|w| w.lines().next()).unwrap_or_else(|| panic!("{said}"));
+            run.assert_fails(78, words);
+        }
+    }
+    assert_eq!(refused, 5, "the bad values are refused by libpq");
+}

@@ -240,6 +240,9 @@ enum Root {
     Bytes(&'static [u8]),
     /// No PGSSLROOTCERT: `~/.postgresql/root.crt` holds these.
     HomeDefault(Vec<X509>),
+    /// A "TRUSTED CERTIFICATE" with OpenSSL's auxiliary trust settings (`openssl x509 -trustout`
+    /// and this option, e.g. `-addreject serverAuth`).
+    Trusted(X509, [&'static str; 2]),
 }
 
 /// Revocation lists.
@@ -574,6 +577,12 @@ fn cases() -> Vec<Case> {
             .crl(Crl::File(anchor)),
     );
 
+    // Trust settings a root can carry in the file: libpq's OpenSSL honours them for a server.
+    let trusted = |option, purpose| Root::Trusted(root.cert.clone(), [option, purpose]);
+    v.push(Case::new("root trusted for serverAuth only", &plain, &[], trusted("-addtrust", "serverAuth")));
+    v.push(Case::new("root trusted for clientAuth only", &plain, &[], trusted("-addtrust", "clientAuth")));
+    v.push(Case::new("root rejected for serverAuth", &plain, &[], trusted("-addreject", "serverAuth")));
+
     // The root file itself.
     v.push(Case::new("root file missing", &plain, &[], Root::Missing));
     v.push(Case::new("root file not PEM", &plain, &[], Root::Bytes(b"not a certificate\n")));
@@ -651,6 +660,17 @@ fn environment(case: &Case, dir: &Path, port: u16, user: &str, password: &str) -
         Root::Certs(certs) => std::fs::write(&root, pem(&certs.iter().collect::<Vec<_>>())).unwrap(),
         Root::Bytes(b) => std::fs::write(&root, b).unwrap(),
         Root::Missing => {}
+        Root::Trusted(cert, [option, purpose]) => {
+            let plain = dir.join("root-plain.crt");
+            std::fs::write(&plain, cert.to_pem().unwrap()).unwrap();
+            support::run_ok(
+                Command::new("openssl")
+                    .args(["x509", "-trustout", option, purpose, "-in"])
+                    .arg(&plain)
+                    .arg("-out")
+                    .arg(&root),
+            );
+        }
         Root::HomeDefault(certs) => {
             std::fs::write(dir.join("home/.postgresql/root.crt"), pem(&certs.iter().collect::<Vec<_>>())).unwrap();
         }

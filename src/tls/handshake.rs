@@ -4,9 +4,9 @@
 //!
 //! rustls' ring provider would refuse what libpq accepts: RSA keys under 2048 bits (a system
 //! whose OpenSSL security level is lowered to 1 still connects to such a server with libpq),
-//! P-521 and Ed448 keys (ring has neither). The key is the one OpenSSL read from the
-//! certificate the chain verifier already accepted; its size was judged there, at the
-//! configured security level.
+//! P-521, Ed448 and RSASSA-PSS keys (ring has none of them). The server's key is the one
+//! OpenSSL read from the certificate the chain verifier already accepted; its size was judged
+//! there, at the configured security level.
 
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;

@@ -22,17 +22,8 @@ use rustls::{SignatureAlgorithm, SignatureScheme};
 const RSA_PSS_PSS: [SignatureScheme; 3] =
     [SignatureScheme::Unknown(0x0809), SignatureScheme::Unknown(0x080a), SignatureScheme::Unknown(0x080b)];
 
-/// The schemes offered in the ClientHello, in OpenSSL 3's default order (less its SHA-1 and
-/// SHA-224 ones, which its default security level refuses).
-pub(super) const OFFERED: [SignatureScheme; 14] = [
-    SignatureScheme::ECDSA_NISTP256_SHA256,
-    SignatureScheme::ECDSA_NISTP384_SHA384,
-    SignatureScheme::ECDSA_NISTP521_SHA512,
-    SignatureScheme::ED25519,
-    SignatureScheme::ED448,
-    RSA_PSS_PSS[0],
-    RSA_PSS_PSS[1],
-    RSA_PSS_PSS[2],
+/// The schemes for an rsaEncryption key, PSS first (TLS 1.3 allows only those).
+const RSA: [SignatureScheme; 6] = [
     SignatureScheme::RSA_PSS_SHA256,
     SignatureScheme::RSA_PSS_SHA384,
     SignatureScheme::RSA_PSS_SHA512,
@@ -40,6 +31,22 @@ pub(super) const OFFERED: [SignatureScheme; 14] = [
     SignatureScheme::RSA_PKCS1_SHA384,
     SignatureScheme::RSA_PKCS1_SHA512,
 ];
+
+/// The schemes offered in the ClientHello, in OpenSSL 3's default order (less its SHA-1 and
+/// SHA-224 ones, which its default security level refuses).
+pub(super) fn offered() -> Vec<SignatureScheme> {
+    [
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+        SignatureScheme::ECDSA_NISTP384_SHA384,
+        SignatureScheme::ECDSA_NISTP521_SHA512,
+        SignatureScheme::ED25519,
+        SignatureScheme::ED448,
+    ]
+    .into_iter()
+    .chain(RSA_PSS_PSS)
+    .chain(RSA)
+    .collect()
+}
 
 /// Why a handshake signature was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,14 +151,7 @@ impl ClientKey {
             Id::ED25519 => vec![SignatureScheme::ED25519],
             Id::ED448 => vec![SignatureScheme::ED448],
             Id::RSA_PSS => RSA_PSS_PSS.to_vec(),
-            Id::RSA => vec![
-                SignatureScheme::RSA_PSS_SHA256,
-                SignatureScheme::RSA_PSS_SHA384,
-                SignatureScheme::RSA_PSS_SHA512,
-                SignatureScheme::RSA_PKCS1_SHA256,
-                SignatureScheme::RSA_PKCS1_SHA384,
-                SignatureScheme::RSA_PKCS1_SHA512,
-            ],
+            Id::RSA => RSA.to_vec(),
             _ => vec![],
         }
     }
@@ -334,7 +334,7 @@ mod tests {
         for key in keys {
             let spki = key.public_key_to_der().unwrap();
             let client = ClientKey::new(key).unwrap();
-            let signer = client.choose_scheme(&OFFERED).unwrap();
+            let signer = client.choose_scheme(&offered()).unwrap();
             let sig = signer.sign(msg).unwrap();
             assert_eq!(verify(signer.scheme(), &spki, msg, &sig, true), Ok(()), "{:?}", signer.scheme());
         }

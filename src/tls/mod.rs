@@ -193,7 +193,7 @@ impl ServerCertVerifier for LibpqVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        handshake::OFFERED.to_vec()
+        handshake::offered()
     }
 }
 

@@ -83,6 +83,19 @@ fn launch(home: &std::path::Path, port: u16) -> std::process::Command {
     c
 }
 
+/// psql as certuser with `cert` and `key` (sslmode=require: the certificate is what is tested).
+fn libpq_as_certuser(port: u16, cert: &std::path::Path, key: &std::path::Path, sql: &str) -> std::process::Output {
+    std::process::Command::new(psql())
+        .env_clear()
+        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
+        .env("PGPORT", port.to_string())
+        .env("PGSSLCERT", cert)
+        .env("PGSSLKEY", key)
+        .args(["-XAtc", sql])
+        .output()
+        .unwrap()
+}
+
 const WHO: &str = "select current_user, ssl, client_dn from pg_stat_ssl where pid = pg_backend_pid()";
 
 #[test]
@@ -172,15 +185,7 @@ fn client_certificate_files_libpq_finds_are_presented_by_the_check_and_judged_as
     // A certificate libpq cannot read is that error, before any word about the key.
     Run::of(who().env("PGSSLCERT", &moved).env("PGSSLKEY", moved.join("none.key")))
         .assert_fails(78, &format!("could not read certificate file \"{}\"", moved.display()));
-    let libpq = std::process::Command::new(psql())
-        .env_clear()
-        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
-        .env("PGPORT", server.pg.port.to_string())
-        .env("PGSSLCERT", &cert_at)
-        .env("PGSSLKEY", &key_at)
-        .args(["-XAtc", "select 1"])
-        .output()
-        .unwrap();
+    let libpq = libpq_as_certuser(server.pg.port, &cert_at, &key_at, "select 1");
     let said = String::from_utf8_lossy(&libpq.stderr);
     assert!(said.contains("has group or world access"), "libpq's own verdict on the 0644 key: {said}");
 }
@@ -219,15 +224,7 @@ fn a_p521_client_key_is_presented_as_libpq_presents_it() {
     );
     let cert = dir.join("p521.crt");
     std::fs::write(&cert, signed["data"]["certificate"].as_str().unwrap()).unwrap();
-    let libpq = std::process::Command::new(psql())
-        .env_clear()
-        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
-        .env("PGPORT", server.pg.port.to_string())
-        .env("PGSSLCERT", &cert)
-        .env("PGSSLKEY", &key)
-        .args(["-XAtc", "select current_user"])
-        .output()
-        .unwrap();
+    let libpq = libpq_as_certuser(server.pg.port, &cert, &key, "select current_user");
     assert_eq!(
         String::from_utf8_lossy(&libpq.stdout).trim(),
         "certuser",
@@ -254,15 +251,7 @@ fn a_p521_client_key_is_presented_as_libpq_presents_it() {
     );
     std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let words = "key values mismatch";
-    let libpq = std::process::Command::new(psql())
-        .env_clear()
-        .envs([("PGHOST", "localhost"), ("PGUSER", "certuser"), ("PGDATABASE", "postgres"), ("PGSSLMODE", "require")])
-        .env("PGPORT", server.pg.port.to_string())
-        .env("PGSSLCERT", &cert)
-        .env("PGSSLKEY", &other)
-        .args(["-XAtc", "select 1"])
-        .output()
-        .unwrap();
+    let libpq = libpq_as_certuser(server.pg.port, &cert, &other, "select 1");
     assert!(String::from_utf8_lossy(&libpq.stderr).contains(words), "{}", String::from_utf8_lossy(&libpq.stderr));
     Run::of(
         launch(&home, server.pg.port)

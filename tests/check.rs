@@ -8,19 +8,36 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, Pg, Run, canary, launcher, services, unique};
 
-/// A role, and the libpq environment that reaches the shared server as it.
+/// A role, and the libpq environment that reaches the shared server as it (no password set).
 fn libpq_env(home: &Path) -> (Command, String, String) {
     let s = services();
     let role = unique("chk");
     let password = canary();
     s.pg.create_role(&role, &password);
+    (launcher_for(home, s.pg.port, &role), role, password)
+}
+
+/// The launcher with libpq's environment for an existing `role` at `port`, without a password.
+fn launcher_for(home: &Path, port: u16, role: &str) -> Command {
     let mut cmd = launcher(home);
     cmd.env("PGHOST", "localhost")
-        .env("PGPORT", s.pg.port.to_string())
-        .env("PGUSER", &role)
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", role)
         .env("PGDATABASE", "postgres")
-        .env("PGSSLROOTCERT", &s.certs.ca);
-    (cmd, role, password)
+        .env("PGSSLROOTCERT", &services().certs.ca);
+    cmd
+}
+
+/// [`launcher_for`], with `password` in PGPASSWORD.
+fn launcher_as(home: &Path, port: u16, role: &str, password: &str) -> Command {
+    let mut cmd = launcher_for(home, port, role);
+    cmd.env("PGPASSWORD", password);
+    cmd
+}
+
+/// The JSON report of a `check --output json` run.
+fn report(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"))
 }
 
 #[test]
@@ -30,7 +47,7 @@ fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
     let run = Run::of(cmd.env("PGPASSWORD", &password).env("PGSSLMODE", "require").args(["check", "--output", "json"]));
     run.assert_ok().assert_no_leak(&password);
     assert!(run.stderr.contains("overriding inherited PGSSLMODE=require with verify-full"), "{run}");
-    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let r = report(&run);
     assert_eq!(r["server"], format!("localhost:{}", services().pg.port));
     assert_eq!(r["user"], role.as_str());
     assert_eq!((r["ssl"].as_bool(), r["version"].as_str()), (Some(true), Some("TLSv1.3")));
@@ -87,15 +104,9 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
         let role = unique("tlsv");
         let password = canary();
         pg.create_role(&role, &password);
-        let (mut cmd, _, _) = libpq_env(&home);
-        let run = Run::of(
-            cmd.env("PGPORT", port.to_string())
-                .env("PGUSER", &role)
-                .env("PGPASSWORD", &password)
-                .args(["check", "--output", "json"]),
-        );
+        let run = Run::of(launcher_as(&home, port, &role, &password).args(["check", "--output", "json"]));
         run.assert_ok().assert_no_leak(&password);
-        let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let r = report(&run);
         let ours =
             [&r["version"], &r["cipher"], &r["bits"]].map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
         assert_eq!(ours[0], version, "{run}");
@@ -110,14 +121,8 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
         pg.create_role(&role, &password);
     }
     let both = |port: u16, var: &str, value: &str| {
-        let (mut cmd, _, _) = libpq_env(&home);
-        let run = Run::of(
-            cmd.env("PGPORT", port.to_string())
-                .env("PGUSER", &role)
-                .env("PGPASSWORD", &password)
-                .env(var, value)
-                .args(["check", "--output", "json"]),
-        );
+        let run =
+            Run::of(launcher_as(&home, port, &role, &password).env(var, value).args(["check", "--output", "json"]));
         let libpq = psql_as(port, &role, &password, "select version from pg_stat_ssl where pid = pg_backend_pid()")
             .env(var, value)
             .output()
@@ -128,7 +133,7 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
     assert_eq!((run.code, libpq.as_str()), (76, ""), "a TLS 1.2 server under a TLS 1.3 minimum: {run}");
     let (run, libpq) = both(s.pg.port, "PGSSLMAXPROTOCOLVERSION", "TLSv1.2");
     run.assert_ok();
-    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let r = report(&run);
     assert_eq!((r["version"].as_str(), libpq.as_str()), (Some("TLSv1.2"), "TLSv1.2"), "{run}");
     let (run, _) = both(s.pg.port, "PGSSLMINPROTOCOLVERSION", "TLSv9");
     run.assert_fails(78, "PGSSLMINPROTOCOLVERSION: invalid ssl_min_protocol_version value: \"TLSv9\"");
@@ -147,7 +152,7 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
         cmd.env("PGPASSWORD", &password).env("PGPORT", tap.port.to_string()).args(["check", "--output", "json"]),
     );
     run.assert_ok().assert_no_leak(&password);
-    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let r = report(&run);
     assert_eq!(r["channel_binding"], false, "PgBouncer offers no SCRAM-SHA-256-PLUS: {run}");
     assert_eq!(tap.connections(), 1, "one connection to the pooler: {run}");
     // libpq, with its default channel_binding=prefer, connects through it as well.
@@ -159,29 +164,20 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
     let out = psql_through.env("PGCHANNELBINDING", "require").output().unwrap();
     let libpq = String::from_utf8_lossy(&out.stderr);
     assert!(libpq.contains("channel binding is required, but server did not offer"), "{libpq}");
-    let (mut cmd, _, _) = libpq_env(&home);
-    let run = Run::of(
-        cmd.env("PGUSER", &role)
-            .env("PGPASSWORD", &password)
-            .env("PGPORT", port.to_string())
-            .env("PGCHANNELBINDING", "require")
-            .arg("check"),
-    );
+    let run = Run::of(launcher_as(&home, port, &role, &password).env("PGCHANNELBINDING", "require").arg("check"));
     run.assert_fails(
         77,
         "channel binding is required, but server did not offer an authentication method that supports channel binding",
     );
     // Straight to PostgreSQL, require is met; disable is honoured.
     for (mode, used) in [("require", true), ("disable", false)] {
-        let (mut cmd, _, _) = libpq_env(&home);
         let run = Run::of(
-            cmd.env("PGUSER", &role)
-                .env("PGPASSWORD", &password)
+            launcher_as(&home, s.pg.port, &role, &password)
                 .env("PGCHANNELBINDING", mode)
                 .args(["check", "--output", "json"]),
         );
         run.assert_ok();
-        let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let r = report(&run);
         assert_eq!(r["channel_binding"], used, "PGCHANNELBINDING={mode}: {run}");
     }
     let (mut cmd, _, _) = libpq_env(&home);
@@ -206,16 +202,13 @@ fn through_a_pooler_without_channel_binding_the_check_connects_as_libpq_does() {
     let (_ed_bouncer, ed_port) = s.pg.pgbouncer(&s.root.join(unique("pgbouncer")), &cert, &key, &role, &password);
     let out = psql_as(ed_port, &role, &password, "select 1").env("PGSSLROOTCERT", &ed_ca.0).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
-    let (mut cmd, _, _) = libpq_env(&home);
     let run = Run::of(
-        cmd.env("PGUSER", &role)
-            .env("PGPASSWORD", &password)
-            .env("PGPORT", ed_port.to_string())
+        launcher_as(&home, ed_port, &role, &password)
             .env("PGSSLROOTCERT", &ed_ca.0)
             .args(["check", "--output", "json"]),
     );
     run.assert_ok();
-    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let r = report(&run);
     assert_eq!(r["channel_binding"], false, "{run}");
 }
 
@@ -231,8 +224,7 @@ fn target_session_attrs_are_judged_as_libpq_judges_them() {
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let ours = |attrs: &str| {
-        let (mut cmd, _, _) = libpq_env(&home);
-        Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &password).env("PGTARGETSESSIONATTRS", attrs).arg("check"))
+        Run::of(launcher_as(&home, s.pg.port, &role, &password).env("PGTARGETSESSIONATTRS", attrs).arg("check"))
     };
     let (ok, said) = libpq("read-write");
     assert!(!ok && said.contains("session is read-only"), "{said}");
@@ -340,8 +332,8 @@ fn sni_goes_out_as_libpq_sends_it() {
     let (_, role, password) = libpq_env(&home);
     for value in [None, Some("1"), Some("0"), Some("true"), Some("")] {
         let mark = tap.connections();
-        let (mut cmd, _, _) = libpq_env(&home);
-        cmd.env("PGPORT", tap.port.to_string()).env("PGUSER", &role).env("PGPASSWORD", &password).arg("check");
+        let mut cmd = launcher_as(&home, tap.port, &role, &password);
+        cmd.arg("check");
         let mut libpq = psql_as(tap.port, &role, &password, "select 1");
         if let Some(v) = value {
             cmd.env("PGSSLSNI", v);
@@ -384,8 +376,7 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
     for (var, value, error) in cases {
         let libpq = psql_as(services().pg.port, &role, &password, "select 1").env(var, value).output().unwrap();
         let libpq_said = String::from_utf8_lossy(&libpq.stderr).into_owned();
-        let (mut cmd, _, _) = libpq_env(&home);
-        let run = Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &password).env(var, value).arg("check"));
+        let run = Run::of(launcher_as(&home, services().pg.port, &role, &password).env(var, value).arg("check"));
         if let Some(words) = error {
             assert!(libpq_said.contains(words), "libpq with {var}={value:?}: {libpq_said}");
             run.assert_fails(78, &format!("{var}: {words}"));
@@ -410,7 +401,7 @@ fn settings_only_newer_libpq_reads_are_named_in_warnings() {
             .args(["check", "--output", "json"]),
     );
     run.assert_ok();
-    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let r = report(&run);
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
     for (var, version) in [("PGREQUIREAUTH", 16), ("PGSSLCERTMODE", 16), ("PGSSLNEGOTIATION", 17)] {
         let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
@@ -438,14 +429,12 @@ fn passwords_that_saslprep_changes_authenticate_as_with_libpq() {
         services().pg.create_role(&role, password);
         let libpq = psql_as(services().pg.port, &role, password, "select 1").output().unwrap();
         assert!(libpq.status.success(), "libpq with {password:?}: {}", String::from_utf8_lossy(&libpq.stderr));
-        let (mut cmd, _, _) = libpq_env(&home);
-        Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", password).arg("check")).assert_ok();
+        Run::of(launcher_as(&home, services().pg.port, &role, password).arg("check")).assert_ok();
         // The same characters, but not the same password: refused by both.
         let wrong = format!("{password}x");
         let libpq = psql_as(services().pg.port, &role, &wrong, "select 1").output().unwrap();
         assert!(!libpq.status.success());
-        let (mut cmd, _, _) = libpq_env(&home);
-        Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &wrong).arg("check"))
+        Run::of(launcher_as(&home, services().pg.port, &role, &wrong).arg("check"))
             .assert_fails(77, "password authentication failed");
     }
 }
@@ -475,16 +464,13 @@ fn a_server_that_only_speaks_p521_ecdhe_is_reached_as_libpq_reaches_it() {
             "libpq: {}",
             String::from_utf8_lossy(&libpq.stderr)
         );
-        let (mut cmd, _, _) = libpq_env(&home);
         let run = Run::of(
-            cmd.env("PGPORT", pg.port.to_string())
-                .env("PGUSER", &role)
-                .env("PGPASSWORD", &password)
+            launcher_as(&home, pg.port, &role, &password)
                 .env("PGSSLMAXPROTOCOLVERSION", version)
                 .args(["check", "--output", "json"]),
         );
         run.assert_ok();
-        let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let r = report(&run);
         assert_eq!(r["version"], version, "{run}");
     }
 }
@@ -508,7 +494,7 @@ fn sslrootcert_system_trusts_the_system_roots_as_libpq_16_does() {
     );
     run.assert_ok();
     assert!(run.stderr.contains("PGSSLROOTCERT=system: the check trusts the system's roots"), "{run}");
-    let r: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let r = report(&run);
     assert_eq!(r["certificates"][1]["subject"], "CN=launcher test CA", "{run}");
     let (mut cmd, _, password) = libpq_env(&home);
     Run::of(
@@ -544,8 +530,7 @@ fn settings_libpq_sends_at_start_up_reach_the_server_from_the_check_too() {
     for (var, value) in cases {
         let libpq = psql_as(services().pg.port, &role, &password, "select 1").env(var, value).output().unwrap();
         let said = String::from_utf8_lossy(&libpq.stderr).into_owned();
-        let (mut cmd, _, _) = libpq_env(&home);
-        let run = Run::of(cmd.env("PGUSER", &role).env("PGPASSWORD", &password).env(var, value).arg("check"));
+        let run = Run::of(launcher_as(&home, services().pg.port, &role, &password).env(var, value).arg("check"));
         if libpq.status.success() {
             run.assert_ok();
         } else {

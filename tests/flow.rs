@@ -133,6 +133,10 @@ fn vault_namespace_reads_the_secret_in_that_namespace() {
     Run::of(base().args(["--", "true"])).assert_fails(78, "vault:secret/only-here/db: no secret at this path");
     Run::of(base().env("VAULT_NAMESPACE", "no-such-ns").args(["--", "true"]))
         .assert_fails(78, "vault:secret/only-here/db (namespace no-such-ns): no secret at this path");
+    // A refusal names the namespace once, beside the path.
+    let run = Run::of(base().env("VAULT_NAMESPACE", &ns).env("VAULT_TOKEN", s.bao.weak_token()).args(["--", "true"]));
+    run.assert_fails(77, &format!("vault:secret/only-here/db (namespace {ns}): permission denied"));
+    assert_eq!(run.stderr.matches("(namespace").count(), 2, "the start-up line and the error, once each: {run}");
 }
 
 #[test]

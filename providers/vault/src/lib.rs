@@ -58,7 +58,8 @@ impl std::fmt::Debug for VaultConfig {
 /// A connected Vault client.
 pub struct VaultSource {
     client: VaultClient,
-    /// The address, and the namespace when one is set: for messages only.
+    /// The address and the namespace, for messages only (the namespace is named once, beside
+    /// the path or login it qualifies).
     address: String,
     namespace: Option<String>,
     login: Option<Login>,
@@ -118,10 +119,7 @@ impl VaultSource {
         })?;
         Ok(Self {
             client,
-            address: match &config.namespace {
-                Some(ns) => format!("{} (namespace {ns})", config.address),
-                None => config.address.clone(),
-            },
+            address: config.address.clone(),
             namespace: config.namespace.clone(),
             login: None,
             revoked: std::sync::atomic::AtomicBool::default(),
@@ -131,19 +129,22 @@ impl VaultSource {
 
     /// Logs in with the configured method (nothing to do for token auth).
     pub async fn login(&mut self, auth: &Auth) -> Result<Option<&Login>, SourceError> {
-        let address = self.address.clone();
+        let (address, namespace) = (self.address.clone(), self.namespace.clone());
         let map = |e, method: &str| match e {
             // A login endpoint answers 400 to credentials it rejects (a bad signature, an
             // unknown secret id): that is a refusal, not a configuration mistake.
             ClientError::APIError { code: 400, errors } => SourceError::Denied {
-                reference: format!("Vault {method} login"),
+                reference: match &namespace {
+                    Some(ns) => format!("Vault {method} login (namespace {ns})"),
+                    None => format!("Vault {method} login"),
+                },
                 store: format!("Vault at {address}"),
                 detail: one_line(&errors),
             },
             e => {
                 let reference =
                     launcher_core::Reference::parse(&format!("vault:auth/{method}")).expect("static reference");
-                self_map_error(&address, None, e, &reference)
+                self_map_error(&address, namespace.as_deref(), e, &reference)
             }
         };
         self.login = auth::login(&mut self.client, auth, &address, map).await?;

@@ -175,8 +175,9 @@ impl Loading {
 }
 
 impl Chain {
-    /// Loads the root file and the CRLs into `context` as libpq's `initialize_SSL` does.
-    pub fn load(
+    /// Loads the root file and the CRLs into `context` as libpq's `initialize_SSL` does (on the
+    /// OpenSSL thread, through [`Pending::load`]).
+    fn load(
         context: Context,
         root: &Path,
         crl_file: Option<&Path>,
@@ -184,12 +185,10 @@ impl Chain {
     ) -> Result<Self, ChainError> {
         let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
         let Context { mut builder, level } = context;
+        // (Its existence was checked by Pending::load, as libpq stat()s it first.)
         if is_system(root) {
             builder.set_default_verify_paths().map_err(internal)?;
         } else {
-            if std::fs::metadata(root).is_err() {
-                return Err(ChainError::RootMissing(root.to_owned()));
-            }
             builder
                 .set_ca_file(root)
                 .map_err(|e| ChainError::RootUnreadable { path: root.to_owned(), reason: first_reason(&e) })?;

@@ -171,10 +171,12 @@ pub async fn check(
     let mode = options.libpq.channel_binding;
     let started = Instant::now();
     let connected = connect(target, &tls, options).await;
-    let sasl = verifier.seen().sasl;
+    // What the handshake and the SASL exchange left: nothing changes once connected.
+    let seen = verifier.seen();
+    let sasl = seen.sasl;
     if mode != ChannelBindingMode::Disable
         && sasl.is_some_and(|s| s.offered_plus)
-        && let Some(Err(libpq)) = verifier.seen().end_point
+        && let Some(Err(libpq)) = &seen.end_point
     {
         // The server let the unbound login in; libpq would not have sent it. Close cleanly.
         if let Ok((client, connection)) = connected {
@@ -205,20 +207,20 @@ pub async fn check(
                 format!("connection to {server} timed out after {}s", options.timeout.as_secs()),
             ));
         }
-        Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, verifier.seen().refusal)),
+        Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, seen.refusal)),
     };
     let authenticated = Instant::now();
     // What the session negotiated comes from the handshake itself: asking the server
     // (pg_stat_ssl) would cost a round trip, and through a TLS-terminating proxy would describe
     // another connection than the one libpq judges.
-    let Some(negotiated) = verifier.seen().negotiated else {
+    let Some(negotiated) = seen.negotiated else {
         return Err(Error::msg(Exit::Software, format!("{server}: the TLS handshake left no session details")));
     };
     // Close the session properly (Terminate, then the socket) before anything execs: otherwise
     // the socket only closes with the exec and the server logs an unexpected EOF.
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
-    if let Some((arrived, verified)) = verifier.seen().verified {
+    if let Some((arrived, verified)) = seen.verified {
         let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
         crate::log::debug(format!(
             "check: server certificate after {:.1} ms (TCP, SSLRequest, the server's TLS hello and signature), \
@@ -230,7 +232,7 @@ pub async fn check(
             ms(authenticated, Instant::now()),
         ));
     }
-    let certificates = verifier.seen().chain;
+    let certificates = seen.chain;
     let warnings = warnings(&certificates, options);
     Ok(Checked {
         report: Report {

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 pub use chain::{Chain, ChainError, Context, Loading, Pending};
@@ -203,8 +203,10 @@ fn handshake_signature(
     dss: &DigitallySignedStruct,
     tls13: bool,
 ) -> Result<HandshakeSignatureValid, rustls::Error> {
-    let spki = spki_of(cert)?;
-    match handshake::verify(dss.scheme, spki.as_ref(), message, dss.signature(), tls13) {
+    // The certificate's SubjectPublicKeyInfo as it is written there (the chain verifier has
+    // already had OpenSSL parse and accept it).
+    let spki = info::spki(cert).ok_or_else(bad_key)?;
+    match handshake::verify(dss.scheme, spki, message, dss.signature(), tls13) {
         Ok(()) => Ok(HandshakeSignatureValid::assertion()),
         Err(handshake::Invalid::WrongScheme) => {
             Err(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into())
@@ -218,12 +220,6 @@ fn handshake_signature(
 
 fn bad_key() -> rustls::Error {
     rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-}
-
-/// The certificate's SubjectPublicKeyInfo, as it is written in the certificate (the chain
-/// verifier has already had OpenSSL parse and accept it).
-fn spki_of<'a>(cert: &'a CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'a>, rustls::Error> {
-    info::spki(cert).map(SubjectPublicKeyInfoDer::from).ok_or_else(bad_key)
 }
 
 /// The name handed to rustls for SNI. libpq sends no SNI when the host is an IP address in any

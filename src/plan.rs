@@ -156,7 +156,7 @@ impl TlsRange {
     fn from_env(env: &ParentEnv) -> Result<Self, Error> {
         // libpq's names, in order; an empty value is unset.
         const NAMES: [&str; 4] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
-        let read = |var: &str, setting: &str, default: usize| match env.get(var).filter(|v| !v.is_empty()) {
+        let read = |var: &str, setting: &str, default: usize| match env.get(var) {
             None => Ok(default),
             Some(v) => NAMES
                 .iter()
@@ -263,9 +263,7 @@ impl LibpqSettings {
             })
             .collect()
     }
-}
 
-impl LibpqSettings {
     fn from_env(env: &ParentEnv) -> Result<Self, Error> {
         let channel_binding = match env.raw("PGCHANNELBINDING") {
             None | Some("prefer") => ChannelBindingMode::Prefer,
@@ -380,10 +378,8 @@ impl Plan {
             }),
             dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
         };
-        // libpq treats an empty PGSSLCERT/PGSSLKEY as unset.
-        let file_or = |name, default| {
-            env.get(name).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| home.map(|h| h.join(default)))
-        };
+        // libpq treats an empty PGSSLCERT/PGSSLKEY as unset (as `get` does).
+        let file_or = |name, default| env.get(name).map(PathBuf::from).or_else(|| home.map(|h| h.join(default)));
         let libpq_client = LibpqClientPlan {
             cert: file_or("PGSSLCERT", ".postgresql/postgresql.crt"),
             key: file_or("PGSSLKEY", ".postgresql/postgresql.key"),
@@ -523,6 +519,11 @@ mod tests {
         crate::cli::Cli::parse_from(["launcher", "--", "true"]).options
     }
 
+    /// A plan from `pairs` as the inherited environment, home /home/u.
+    fn plan(pairs: &[(&str, &str)]) -> Result<Plan, Error> {
+        Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
@@ -548,9 +549,6 @@ mod tests {
 
     #[test]
     fn libpq_settings_are_read_before_anything_is_fetched() {
-        let plan = |pairs: &[(&str, &str)]| {
-            Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
-        };
         let p =
             plan(&[("PGCHANNELBINDING", "require"), ("PGTARGETSESSIONATTRS", "read-write"), ("PGOPTIONS", "-c x=1")])
                 .unwrap();
@@ -621,30 +619,25 @@ mod tests {
 
     #[test]
     fn start_up_settings_become_escaped_server_options() {
-        let plan = |pairs: &[(&str, &str)]| {
-            Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u"))).unwrap()
-        };
         let p = plan(&[
             ("PGOPTIONS", "-c work_mem=64MB"),
             ("PGTZ", "Europe/Paris"),
             ("PGDATESTYLE", r"ISO, D\MY"),
             ("PGGEQO", "Default"),
             ("PGCLIENTENCODING", "auto"),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(
             p.libpq.options.as_deref(),
             Some(r"-c work_mem=64MB -c datestyle=ISO,\ D\\MY -c timezone=Europe/Paris")
         );
-        let p = plan(&[("PGTZ", ""), ("PGCLIENTENCODING", "LATIN1"), ("PGDATESTYLE", "default")]);
+        let p = plan(&[("PGTZ", ""), ("PGCLIENTENCODING", "LATIN1"), ("PGDATESTYLE", "default")]).unwrap();
         assert_eq!(p.libpq.options.as_deref(), Some("-c timezone= -c client_encoding=LATIN1"));
-        assert_eq!(plan(&[("PGCLIENTENCODING", "")]).libpq.options, None);
+        assert_eq!(plan(&[("PGCLIENTENCODING", "")]).unwrap().libpq.options, None);
     }
 
     #[test]
     fn empty_libpq_variables_count_where_libpq_counts_them() {
-        let plan = |pairs: &[(&str, &str)]| {
-            Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
-        };
         let sni =
             |value: Option<&str>| plan(&value.map(|v| vec![("PGSSLSNI", v)]).unwrap_or_default()).unwrap().libpq.sni;
         assert_eq!(

@@ -12,7 +12,7 @@ use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
 use crate::error::{Error, Exit};
 use crate::plan::{ChannelBindingMode, CrlPlan, LibpqSettings, SessionAttrs};
 use crate::target::Target;
-use crate::tls::{CertInfo, LibpqVerifier, Pending, Refusal};
+use crate::tls::{CertInfo, ClientIdentity, LibpqVerifier, Pending, Refusal};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +70,7 @@ pub struct ClientFiles {
 /// `~/.postgresql/postgresql.crt`, and its key), judged as libpq's `initialize_SSL` judges it:
 /// no certificate file is no client certificate; a certificate without its key, or a key
 /// others may read, is an error in libpq's words.
-pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<ClientFiles>, Error> {
+pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<ClientIdentity>, Error> {
     use std::os::unix::fs::MetadataExt;
     let Some(cert) = &plan.cert else { return Ok(None) };
     match std::fs::metadata(cert) {
@@ -87,9 +87,7 @@ pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<
     }
     // libpq loads the certificate before it looks for the key: one it cannot read (a
     // directory, no permission) is that error, not a missing key.
-    if let Err(e) = std::fs::File::open(cert).and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1])) {
-        return Err(Error::msg(Exit::Config, format!("could not read certificate file \"{}\": {e}", cert.display())));
-    }
+    let chain = ClientIdentity::read_chain(cert).map_err(|e| Error::msg(Exit::Config, e))?;
     let Some(key) = &plan.key else {
         return Err(Error::msg(
             Exit::Config,
@@ -119,10 +117,9 @@ pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<
             ),
         ));
     }
-    // What libpq then loads (and how it fails: an unreadable key, one that is not the
-    // certificate's) is the user's configuration too, not a secret's content.
-    crate::tls::ClientIdentity::load(cert, key).map_err(|e| Error::msg(Exit::Config, e))?;
-    Ok(Some(ClientFiles { cert: cert.clone(), key: key.clone() }))
+    // How loading the key fails (unreadable, not the certificate's) is the user's
+    // configuration too, not a secret's content.
+    ClientIdentity::with_key(&chain, key).map(Some).map_err(|e| Error::msg(Exit::Config, e))
 }
 
 /// How the check runs.
@@ -142,7 +139,7 @@ pub async fn check(
     root: &Path,
     crl: &CrlPlan,
     options: &CheckOptions,
-    client: Option<&ClientFiles>,
+    client: Option<ClientIdentity>,
     openssl: Pending,
 ) -> Result<Checked, Error> {
     let chain = openssl.load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
@@ -154,12 +151,8 @@ pub async fn check(
     provider.kx_groups.push(crate::tls::kx::SECP521R1);
     let provider = Arc::new(provider);
     let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone()));
-    let identity = client
-        .map(|c| crate::tls::ClientIdentity::load(&c.cert, &c.key))
-        .transpose()
-        .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?;
-    let tls = crate::tls::client_config(verifier.clone(), provider, identity, options.libpq.tls, options.libpq.sni)
-        .map_err(|e| Error::new(Exit::DataErr, e).context("client certificate"))?;
+    let tls = crate::tls::client_config(verifier.clone(), provider, client, options.libpq.tls, options.libpq.sni)
+        .map_err(|e| Error::new(Exit::Software, e).context("building the TLS client"))?;
     let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
     let server = format!("{}:{}", target.host, target.port);
 

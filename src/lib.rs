@@ -240,10 +240,13 @@ async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending
     let checked = async {
         // Without --client-cert, the client certificate libpq would find on its own, if any.
         let presented = match &client {
-            Some(issued) => Some(issued.clone()),
+            Some(issued) => Some(
+                tls::ClientIdentity::load(&issued.cert, &issued.key)
+                    .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?,
+            ),
             None => check::libpq_client_files(&plan.libpq_client)?,
         };
-        check::check(&target, &root, &plan.crl, &options, presented.as_ref(), openssl).await
+        check::check(&target, &root, &plan.crl, &options, presented, openssl).await
     }
     .await;
     log::debug(format!("connection check took {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));

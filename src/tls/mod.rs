@@ -277,17 +277,28 @@ impl ClientIdentity {
     /// Reads PEM files (any key type OpenSSL reads), and checks that they belong together, as
     /// OpenSSL does when libpq loads the key (with libpq's words for a mismatch).
     pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        let certs =
-            openssl::x509::X509::stack_from_pem(&read(cert)?).ok().filter(|certs| !certs.is_empty()).ok_or_else(
-                || format!("could not read certificate file \"{}\": no PEM certificate in it", cert.display()),
-            )?;
+        Self::with_key(&Self::read_chain(cert)?, key)
+    }
+
+    /// The certificate chain, read first as libpq reads it (before it looks at the key).
+    pub fn read_chain(cert: &std::path::Path) -> Result<Vec<openssl::x509::X509>, String> {
+        let unreadable = |why: String| format!("could not read certificate file \"{}\": {why}", cert.display());
+        let pem = std::fs::read(cert).map_err(|e| unreadable(e.to_string()))?;
+        openssl::x509::X509::stack_from_pem(&pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or_else(|| unreadable("no PEM certificate in it".to_owned()))
+    }
+
+    /// `certs` with the key in `key`, which must be the first certificate's.
+    pub fn with_key(certs: &[openssl::x509::X509], key: &std::path::Path) -> Result<Self, String> {
         let chain = certs
             .iter()
             .map(|c| c.to_der().map(CertificateDer::from))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let key_pem = launcher_core::SecretBytes::new(read(key)?);
+        let key_pem =
+            launcher_core::SecretBytes::new(std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?);
         let private = openssl::pkey::PKey::private_key_from_pem(key_pem.expose()).map_err(|e| {
             let reason = e.errors().first().and_then(openssl::error::Error::reason).unwrap_or("not a PEM private key");
             format!("could not load private key file \"{}\": {reason}", key.display())

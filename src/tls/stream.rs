@@ -1,6 +1,7 @@
 //! The TLS transport the check's connection runs over: rustls, told the SNI name libpq would
-//! send, with SCRAM's channel binding computed as libpq computes it, and the negotiated
-//! protocol and cipher kept for the report (so that no query is needed to learn them).
+//! send, with SCRAM's channel binding computed as libpq computes it; the negotiated protocol and
+//! cipher, and whether the SASL exchange offered and chose channel binding, are kept for the
+//! check and its report (so that no query is needed to learn them).
 
 use std::future::Future;
 use std::io;

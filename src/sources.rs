@@ -11,6 +11,9 @@ use crate::plan::Plan;
 pub struct Sources {
     #[cfg(feature = "vault")]
     vault: Option<launcher_vault::VaultSource>,
+    /// Its address and CA, to say whose certificate was refused.
+    #[cfg(feature = "vault")]
+    vault_plan: Option<crate::plan::VaultPlan>,
     #[cfg(feature = "aws")]
     aws: Option<launcher_aws::AwsSource>,
 }
@@ -31,7 +34,7 @@ impl Sources {
                         home.as_deref(),
                     )?;
                     let namespace = v.namespace.as_deref().map(|ns| format!(" (namespace {ns})")).unwrap_or_default();
-                    crate::log::info(format!("Vault at {}{namespace} with the token from {origin}", v.address));
+                    crate::log::info_once(format!("Vault at {}{namespace} with the token from {origin}", v.address));
                     token
                 } else {
                     launcher_core::SecretString::default()
@@ -45,7 +48,8 @@ impl Sources {
                     auth: v.auth.clone(),
                 };
                 let mut source = launcher_vault::VaultSource::new(&config)?;
-                if let Some(login) = source.login(&v.auth).await? {
+                let login = source.login(&v.auth).await.map_err(|e| explain(e, Some(v)))?;
+                if let Some(login) = login {
                     crate::log::info(format!(
                         "Vault at {}: logged in with {} (token accessor {}, TTL {}s)",
                         v.address,
@@ -62,6 +66,8 @@ impl Sources {
         Ok(Self {
             #[cfg(feature = "vault")]
             vault,
+            #[cfg(feature = "vault")]
+            vault_plan: plan.vault.clone(),
             #[cfg(feature = "aws")]
             aws: plan.uses_aws.then(launcher_aws::AwsSource::new),
         })
@@ -133,7 +139,7 @@ impl Sources {
     pub async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
         #[cfg(feature = "vault")]
         if let (Scheme::Vault, Some(v)) = (reference.scheme(), &self.vault) {
-            return v.fetch_leased(reference).await;
+            return v.fetch_leased(reference).await.map_err(|e| explain(e, self.vault_plan.as_ref()));
         }
         Ok((self.fetch(reference).await?, None))
     }
@@ -143,7 +149,7 @@ impl Sources {
         match reference.scheme() {
             #[cfg(feature = "vault")]
             Scheme::Vault | Scheme::VaultPki => match &self.vault {
-                Some(v) => v.fetch(reference).await,
+                Some(v) => v.fetch(reference).await.map_err(|e| explain(e, self.vault_plan.as_ref())),
                 None => Err(not_configured(reference)),
             },
             #[cfg(feature = "aws")]
@@ -163,6 +169,22 @@ impl Sources {
                 problem: format!("this launcher was built without the \"{}\" source", reference.scheme().prefix()),
             }),
         }
+    }
+}
+
+/// A refused Vault certificate, with whose it was (rustls does not say).
+#[cfg(feature = "vault")]
+fn explain(error: SourceError, vault: Option<&crate::plan::VaultPlan>) -> SourceError {
+    match (error, vault) {
+        (SourceError::TlsRefused { reference, store, detail }, Some(v)) => {
+            let issuer = crate::tls::peer::describe_refused(&v.address, v.ca_cert.as_deref());
+            let detail = match issuer {
+                Some(issuer) => format!("{issuer}; rustls: {detail}; give its CA with --vault-cacert or VAULT_CACERT"),
+                None => format!("{detail}; give its CA with --vault-cacert or VAULT_CACERT"),
+            };
+            SourceError::TlsRefused { reference, store, detail }
+        }
+        (error, _) => error,
     }
 }
 

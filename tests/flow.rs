@@ -364,7 +364,7 @@ fn vault_over_tls_is_verified_against_vault_cacert() {
     assert!(put.wait().unwrap().success());
 
     let ca = format!("file:{}", s.certs.ca.display());
-    let launch = |cacert: Option<&std::path::Path>| {
+    let launch = |cacert: Option<&std::path::Path>, extra: &[&str]| {
         let mut c = launcher(&f.home);
         c.env("VAULT_ADDR", &addr).env("VAULT_TOKEN", "root").args([
             "--credentials",
@@ -375,15 +375,26 @@ fn vault_over_tls_is_verified_against_vault_cacert() {
         if let Some(p) = cacert {
             c.env("VAULT_CACERT", p);
         }
-        c.args(["--", "true"]);
+        c.args(extra).args(["--", "true"]);
         Run::of(&mut c)
     };
-    launch(Some(&vault_ca)).assert_ok().assert_no_leak(&f.password);
-    launch(Some(&s.certs.other_ca))
-        .assert_fails(69, &format!("cannot reach Vault at {addr}"))
-        .assert_fails(69, "certificate")
+    launch(Some(&vault_ca), &[]).assert_ok().assert_no_leak(&f.password);
+    // Issue 13: a refused certificate is a TLS refusal (76), never retried, naming whose it was.
+    let started = std::time::Instant::now();
+    let run = launch(Some(&s.certs.other_ca), &["--wait", "20s"]);
+    run.assert_fails(76, &format!("Vault at {addr} presented a certificate that is not trusted"))
+        .assert_fails(76, "is issued by ")
+        .assert_fails(76, "give its CA with --vault-cacert")
         .assert_no_leak(&f.password);
-    launch(None).assert_fails(69, "certificate").assert_no_leak(&f.password);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "not retried under --wait: {run}");
+    assert!(!run.stderr.contains("retrying"), "{run}");
+    launch(None, &[]).assert_fails(76, "not trusted").assert_no_leak(&f.password);
+    // The launcher never skips that verification, and says so when asked to.
+    let mut c = launcher(&f.home);
+    c.env("VAULT_ADDR", &addr).env("VAULT_TOKEN", "root").env("VAULT_SKIP_VERIFY", "1").env("BAO_SKIP_VERIFY", "true");
+    Run::of(c.args(["--credentials", "vault:secret/tls-db", "--ca", &ca, "--", "true"]))
+        .assert_fails(76, "VAULT_SKIP_VERIFY is ignored: the launcher always verifies Vault's certificate")
+        .assert_fails(76, "BAO_SKIP_VERIFY is ignored");
 }
 
 #[test]

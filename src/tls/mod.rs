@@ -11,6 +11,7 @@ mod handshake;
 mod hostname;
 pub mod info;
 pub mod kx;
+pub mod peer;
 pub mod stream;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

@@ -9,8 +9,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The store could not be reached (network, DNS, TLS to the store, server down).
+    /// The store could not be reached (network, DNS, server down).
     Unreachable,
+    /// The store's TLS certificate was refused: waiting will not change it.
+    TlsRefused,
     /// The store refused the caller (403, bad token).
     Denied,
     /// The secret is not there.
@@ -37,6 +39,16 @@ pub enum SourceError {
         /// The transport error.
         #[source]
         source: BoxError,
+    },
+    /// See [`ErrorKind::TlsRefused`].
+    #[error("{reference}: {store} presented a certificate that is not trusted: {detail}")]
+    TlsRefused {
+        /// What was being read.
+        reference: String,
+        /// Which store.
+        store: String,
+        /// Why it was refused, and by whom it was issued when that is known.
+        detail: String,
     },
     /// See [`ErrorKind::Denied`].
     #[error("{reference}: permission denied by {store}{}", detail_suffix(.detail))]
@@ -103,6 +115,7 @@ impl SourceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::TlsRefused { .. } => ErrorKind::TlsRefused,
             Self::Denied { .. } => ErrorKind::Denied,
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::MissingField { .. } | Self::BadContent { .. } => ErrorKind::BadContent,

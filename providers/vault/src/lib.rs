@@ -247,10 +247,17 @@ fn self_map_error(address: &str, namespace: Option<&str>, error: ClientError, re
             | ClientError::JsonParseError { .. } => {
                 SourceError::bad_content(reference, "Vault's answer is not the JSON it should be")
             }
-            ClientError::RestClientError { source } => SourceError::Unreachable {
-                reference: reference_text,
-                store: format!("Vault at {address}"),
-                source: Box::new(TransportError(launcher_core::error_chain(&source))),
+            ClientError::RestClientError { source } => match refused_certificate(&source) {
+                Some(why) => SourceError::TlsRefused {
+                    reference: reference_text,
+                    store: format!("Vault at {address}"),
+                    detail: why,
+                },
+                None => SourceError::Unreachable {
+                    reference: reference_text,
+                    store: format!("Vault at {address}"),
+                    source: Box::new(TransportError(launcher_core::error_chain(&source))),
+                },
             },
             other => SourceError::Unreachable {
                 reference: reference_text,
@@ -259,6 +266,27 @@ fn self_map_error(address: &str, namespace: Option<&str>, error: ClientError, re
             },
         }
     }
+}
+
+/// rustls' reason, when the transport failed because the server's certificate was refused.
+/// reqwest keeps rustls' error inside `io::Error`s (nested), whose `source()` skips it: look
+/// inside each.
+fn refused_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let mut candidate = Some(e);
+        while let Some(c) = candidate {
+            if let Some(rustls::Error::InvalidCertificate(why)) = c.downcast_ref::<rustls::Error>() {
+                return Some(format!("{why:?}"));
+            }
+            candidate = c
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Vault's error list on one line (its messages often hold "1 error occurred:\n\t* …").
@@ -353,7 +381,17 @@ impl SecretSource for VaultSource {
             }
             let data = vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest)
                 .await
-                .map_err(|e| self.map_error(e, reference))?;
+                .map_err(|e| match self.map_error(e, reference) {
+                // `vault kv get` takes the path without the API's `data/`; so do we.
+                SourceError::NotFound { reference: shown } if rest.starts_with("data/") => SourceError::Config {
+                    reference: shown,
+                    problem: format!(
+                        "no secret at this path; KV v2 paths are written without \"data/\": vault:{mount}{}",
+                        &rest["data/".len()..]
+                    ),
+                },
+                e => e,
+            })?;
             (data, None)
         } else {
             // The whole answer: dynamic secrets carry their lease beside `data`.

@@ -32,10 +32,12 @@ impl DbSecret {
         let plain = |names: &[&str]| fields.first_of(names).map(|(_, v)| v.expose().to_owned());
         let port = match fields.first_of(PORT) {
             None => None,
-            Some((name, value)) => Some(value.expose().trim().parse::<u16>().map_err(|_| {
-                SourceError::bad_content(&reference.with_field(name), "is not a port number (1-65535)")
-            })?)
-            .filter(|p| *p != 0),
+            // libpq refuses port 0 too: it would dial nothing.
+            Some((name, value)) => {
+                Some(value.expose().trim().parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    SourceError::bad_content(&reference.with_field(name), "is not a port number (1-65535)")
+                })?)
+            }
         };
         Ok(Self {
             user: plain(USER),
@@ -74,8 +76,10 @@ mod tests {
     #[test]
     fn bad_port_names_the_field_not_the_value() {
         let r = Reference::parse("vault:secret/db").unwrap();
-        let f = fields(&serde_json::json!({"port":"70000x"}));
-        let msg = DbSecret::from_fields(&f, &r).unwrap_err().to_string();
-        assert_eq!(msg, "vault:secret/db#port: is not a port number (1-65535)");
+        for port in [serde_json::json!("70000x"), serde_json::json!(0), serde_json::json!("0")] {
+            let f = fields(&serde_json::json!({ "port": port }));
+            let msg = DbSecret::from_fields(&f, &r).unwrap_err().to_string();
+            assert_eq!(msg, "vault:secret/db#port: is not a port number (1-65535)");
+        }
     }
 }

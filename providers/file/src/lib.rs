@@ -87,10 +87,12 @@ impl FileSource {
     }
 }
 
-/// Whether the bytes are PEM certificates (public) and nothing else.
+/// Whether the bytes are PEM certificates (public) and nothing else. A JSON document is never
+/// that, whatever it holds: a certificate in one of its fields says nothing of the others.
 fn only_certificates(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes);
-    text.contains("-----BEGIN CERTIFICATE-----")
+    !text.trim_start().starts_with('{')
+        && text.contains("-----BEGIN CERTIFICATE-----")
         && text.lines().filter(|l| l.starts_with("-----BEGIN ")).all(|l| l == "-----BEGIN CERTIFICATE-----")
 }
 
@@ -98,5 +100,18 @@ impl SecretSource for FileSource {
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         let path = Path::new(reference.locator());
         if path.is_dir() { self.read_dir(path, reference) } else { self.read_file(path, reference).map(Document::Blob) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_pem_certificates_are_public() {
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(super::only_certificates(cert.as_bytes()));
+        let key = format!("{cert}-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+        assert!(!super::only_certificates(key.as_bytes()));
+        let json = serde_json::json!({ "password": "pw", "ca": cert }).to_string();
+        assert!(!super::only_certificates(json.as_bytes()), "a JSON secret with a certificate field");
     }
 }

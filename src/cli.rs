@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
@@ -14,8 +15,10 @@ Examples:
 
 References are SOURCE:PATH[#FIELD]: vault:secret/app/db, vault:secret/app/db#ca_pem, file:/run/ca.pem.
 Exit codes: 64 usage, 65 bad secret content, 69 store or database unreachable, 70 internal,
-73 runtime file, 76 TLS certificate refused, 77 permission/authentication denied,
-78 configuration, 126 command not executable, 127 command not found; otherwise the app's own.";
+73 runtime file, 75 still unreachable when --wait ran out, 76 TLS certificate refused,
+77 permission/authentication denied, 78 configuration, 126 command not executable, 127 command
+not found, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM before the app started; otherwise the
+app's own.";
 
 /// Fetch PostgreSQL credentials and CA from a secret store, verify the TLS connection the way
 /// libpq's sslmode=verify-full would, then exec the app with the libpq environment.
@@ -162,7 +165,7 @@ pub struct Options {
     pub host: Option<String>,
 
     /// Database port (overrides the secret's `port`, which overrides PGPORT).
-    #[arg(long, env = "LAUNCHER_PORT")]
+    #[arg(long, env = "LAUNCHER_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Database name (overrides the secret's `dbname`, which overrides PGDATABASE).
@@ -204,7 +207,7 @@ pub struct Options {
 
     /// AppRole: the secret-id file holds a response-wrapping token; unwrap it (once) after
     /// checking that an AppRole secret-id endpoint made it.
-    #[arg(long, env = "LAUNCHER_VAULT_SECRET_ID_WRAPPED")]
+    #[arg(long, env = "LAUNCHER_VAULT_SECRET_ID_WRAPPED", value_parser = BoolishValueParser::new())]
     pub vault_secret_id_wrapped: bool,
 
     /// JWT and Kubernetes auth: the Vault role to log in as.
@@ -248,7 +251,7 @@ pub struct Options {
     /// Start the app's environment from nothing but what the launcher sets, PATH, HOME, USER,
     /// LANG, LC_*, TZ, TERM, TMPDIR, systemd's NOTIFY_SOCKET/LISTEN_*/…_DIRECTORY variables and
     /// --keep-env names.
-    #[arg(long, env = "LAUNCHER_PRISTINE")]
+    #[arg(long, env = "LAUNCHER_PRISTINE", value_parser = BoolishValueParser::new())]
     pub pristine: bool,
 
     /// Refuse to launch when dynamic credentials expire sooner than this (the earlier of the
@@ -258,7 +261,7 @@ pub struct Options {
 
     /// Tell the app about the credentials' lease: DB_CREDENTIALS_LEASE_ID and
     /// DB_CREDENTIALS_EXPIRES_AT (RFC 3339, UTC), so that it or its supervisor can restart in time.
-    #[arg(long, env = "LAUNCHER_EXPORT_LEASE")]
+    #[arg(long, env = "LAUNCHER_EXPORT_LEASE", value_parser = BoolishValueParser::new())]
     pub export_lease: bool,
 
     /// Pass this inherited variable to the app even though the launcher would remove it
@@ -271,10 +274,10 @@ pub struct Options {
     pub log_format: Option<LogFormat>,
 
     /// Also log details: timings, where each value came from.
-    #[arg(long, short, env = "LAUNCHER_VERBOSE")]
+    #[arg(long, short, env = "LAUNCHER_VERBOSE", value_parser = BoolishValueParser::new())]
     pub verbose: bool,
 
     /// Only warnings and errors on stderr.
-    #[arg(long, short, env = "LAUNCHER_QUIET")]
+    #[arg(long, short, env = "LAUNCHER_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
 }

@@ -9,6 +9,7 @@ use launcher_core::SecretString;
 use serde_json::json;
 
 use crate::cli::EnvFormat;
+use crate::error::{Error, Exit};
 use crate::plan::Plan;
 use crate::target::Target;
 
@@ -75,7 +76,14 @@ impl ChildEnv {
         if parent.get("PGSERVICE").is_some() && removed(plan, OsStr::new("PGSERVICE")) {
             warnings.push(
                 "withholding inherited PGSERVICE: libpq would let the service file's settings override the PG* \
-                 variables the launcher sets, sslmode=verify-full included (--keep-env PGSERVICE passes it)"
+                 variables the launcher sets, sslmode=verify-full included"
+                    .to_owned(),
+            );
+        }
+        if plan.database_url.is_none() && parent.get("DATABASE_URL").is_some() {
+            warnings.push(
+                "inherited DATABASE_URL reaches the app unchanged and unchecked (--database-url replaces it with the \
+                 connection the launcher checked)"
                     .to_owned(),
             );
         }
@@ -156,26 +164,57 @@ impl ChildEnv {
         self.set.iter().map(|(k, v)| (*k, v)).chain(self.named.iter().map(|(k, v)| (k.as_str(), v)))
     }
 
-    /// The variables the launcher sets, in `format`.
-    #[must_use]
-    pub fn render(&self, format: EnvFormat, reveal: bool) -> String {
-        match format {
+    /// The variables the launcher sets, in `format`. A value that `dotenv` cannot carry
+    /// unchanged is refused (65), naming the variable.
+    pub fn render(&self, format: EnvFormat, reveal: bool) -> Result<String, Error> {
+        Ok(match format {
             EnvFormat::Shell => self.shown().fold(String::new(), |mut out, (k, v)| {
                 let _ = writeln!(out, "export {k}='{}'", v.shown(reveal).replace('\'', r"'\''"));
                 out
             }),
-            EnvFormat::Dotenv => self.shown().fold(String::new(), |mut out, (k, v)| {
-                let escaped = v.shown(reveal).replace('\\', r"\\").replace('"', "\\\"").replace('$', r"\$");
-                let _ = writeln!(out, "{k}=\"{escaped}\"");
+            EnvFormat::Dotenv => {
+                let mut out = String::new();
+                for (k, v) in self.shown() {
+                    let quoted = dotenv_quoted(v.shown(reveal)).ok_or_else(|| {
+                        Error::msg(
+                            Exit::DataErr,
+                            format!(
+                                "--format dotenv: {k} holds characters no dotenv quoting carries unchanged through \
+                                 bash, python-dotenv and Docker Compose (\"${{\", a carriage return, or a single \
+                                 quote beside $, ` or \\): use --format shell or json"
+                            ),
+                        )
+                    })?;
+                    let _ = writeln!(out, "{k}={quoted}");
+                }
                 out
-            }),
+            }
             EnvFormat::Json => {
                 let map: serde_json::Map<String, serde_json::Value> =
                     self.shown().map(|(k, v)| (k.to_owned(), json!(v.shown(reveal)))).collect();
                 format!("{}\n", serde_json::Value::Object(map))
             }
-        }
+        })
     }
+}
+
+/// `value` quoted so that `set -a; . FILE` in bash and dash, python-dotenv (and so Compose v1)
+/// and Compose v2's parser all read back the same bytes and none runs or expands anything:
+/// single quotes (literal in all of them, once `'`, `\\` and a trailing `\` are absent), else
+/// double quotes escaping only `"` (once `$`, `` ` `` and `\` are absent). python-dotenv
+/// expands `${…}` inside either quoting and reads a carriage return as a line break: those
+/// values have no quoting at all.
+fn dotenv_quoted(value: &str) -> Option<String> {
+    if value.contains("${") || value.contains('\r') {
+        return None;
+    }
+    if !value.contains('\'') && !value.contains("\\\\") && !value.ends_with('\\') {
+        return Some(format!("'{value}'"));
+    }
+    if !value.contains(['$', '`', '\\']) {
+        return Some(format!("\"{}\"", value.replace('"', "\\\"")));
+    }
+    None
 }
 
 /// `postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=…[&hostaddr=…]`,
@@ -262,6 +301,17 @@ fn removed(plan: &Plan, name: &OsStr) -> bool {
 mod tests {
     use super::*;
     use crate::plan::ParentEnv;
+
+    #[test]
+    fn dotenv_quoting_is_chosen_per_value_or_refused() {
+        assert_eq!(dotenv_quoted(r"a$b`c\d").as_deref(), Some(r"'a$b`c\d'"));
+        assert_eq!(dotenv_quoted(r#"it's "x""#).as_deref(), Some(r#""it's \"x\"""#));
+        assert_eq!(dotenv_quoted("two\nlines").as_deref(), Some("'two\nlines'"));
+        for refused in ["${HOME}", "a\rb", "it's $x", "it's `x`", r"it's \x", r"a\\b'", r"ends\"] {
+            assert_eq!(dotenv_quoted(refused), None, "{refused:?}");
+        }
+        assert_eq!(dotenv_quoted(r"ends\").as_deref(), None);
+    }
 
     fn plan(parent: ParentEnv) -> Plan {
         plan_with(parent, &["launcher", "--", "true"])
@@ -358,7 +408,7 @@ mod tests {
                 "overriding inherited PGSSLMODE=require with verify-full",
                 "overriding inherited PGGSSENCMODE=prefer with disable (the app connects with the TLS the launcher checked)",
                 "withholding inherited PGSERVICE: libpq would let the service file's settings override the PG* \
-                 variables the launcher sets, sslmode=verify-full included (--keep-env PGSERVICE passes it)",
+                 variables the launcher sets, sslmode=verify-full included",
                 "overriding inherited PGHOST"
             ]
         );
@@ -427,11 +477,14 @@ mod tests {
             &Files { root: Path::new("/r/root.crt"), passfile: None, client: None },
             None,
         );
-        let shell = env.render(EnvFormat::Shell, false);
+        let shell = env.render(EnvFormat::Shell, false).unwrap();
         assert!(shell.contains("export PGPASSWORD='<redacted>'\n"), "{shell}");
-        assert!(env.render(EnvFormat::Shell, true).contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");
-        assert!(env.render(EnvFormat::Dotenv, true).contains(r#"PGPASSWORD="p'w\$\"x""#));
-        let json: serde_json::Value = serde_json::from_str(&env.render(EnvFormat::Json, false)).unwrap();
+        assert!(env.render(EnvFormat::Shell, true).unwrap().contains(r"export PGPASSWORD='p'\''w$"), "quoted for sh");
+        let e = env.render(EnvFormat::Dotenv, true).unwrap_err();
+        assert_eq!(e.exit(), Exit::DataErr);
+        assert!(e.to_string().starts_with("--format dotenv: PGPASSWORD holds characters"), "{e}");
+        assert!(env.render(EnvFormat::Dotenv, false).unwrap().contains("PGPASSWORD='<redacted>'\n"));
+        let json: serde_json::Value = serde_json::from_str(&env.render(EnvFormat::Json, false).unwrap()).unwrap();
         assert_eq!(json["PGPASSWORD"], "<redacted>");
         assert_eq!(json["PGSSLMODE"], "verify-full");
     }

@@ -21,12 +21,19 @@ pub enum Exit {
     CantCreate,
     /// 75: still unreachable when `--wait` ran out.
     TempFail,
-    /// 76: the database server's TLS certificate was refused (what libpq would refuse).
+    /// 76: a TLS certificate was refused: the database server's (what libpq would refuse) or the
+    /// secret store's.
     Tls,
     /// 77: permission denied by the store, or database authentication failed.
     NoPerm,
     /// 78: configuration: a setting is missing or wrong, a secret path does not exist.
     Config,
+    /// 129: SIGHUP arrived before the app started; what the launch was issued is revoked.
+    HungUp,
+    /// 130: SIGINT (Ctrl-C), likewise.
+    Interrupted,
+    /// 143: SIGTERM (`docker stop`, Kubernetes, systemd), likewise.
+    Terminated,
     /// 126: the command exists but cannot be executed.
     NotExecutable,
     /// 127: the command was not found.
@@ -47,8 +54,27 @@ impl Exit {
             Self::Tls => 76,
             Self::NoPerm => 77,
             Self::Config => 78,
+            Self::HungUp => 129,
+            Self::Interrupted => 130,
+            Self::Terminated => 143,
             Self::NotExecutable => 126,
             Self::NotFound => 127,
+        }
+    }
+
+    /// The verdict `launcher check --output json` reports for a failure of this class.
+    #[must_use]
+    pub fn verdict(self) -> &'static str {
+        match self {
+            Self::Tls => "refused",
+            Self::Unavailable | Self::TempFail => "unreachable",
+            Self::NoPerm => "denied",
+            Self::DataErr => "bad-secret",
+            Self::Usage | Self::Config => "misconfigured",
+            Self::CantCreate => "file-error",
+            Self::HungUp | Self::Interrupted | Self::Terminated => "interrupted",
+            Self::NotExecutable | Self::NotFound => "not-executable",
+            Self::Software => "internal-error",
         }
     }
 }
@@ -105,6 +131,7 @@ impl From<SourceError> for Error {
     fn from(e: SourceError) -> Self {
         let exit = match e.kind() {
             ErrorKind::Unreachable => Exit::Unavailable,
+            ErrorKind::TlsRefused => Exit::Tls,
             ErrorKind::Denied => Exit::NoPerm,
             ErrorKind::BadContent => Exit::DataErr,
             ErrorKind::Io => Exit::CantCreate,

@@ -17,6 +17,8 @@ pub mod log;
 pub mod materialize;
 pub mod pgpass;
 pub mod plan;
+pub mod report;
+pub mod signals;
 pub mod sources;
 pub mod target;
 pub mod tls;
@@ -28,12 +30,13 @@ use std::time::Duration;
 
 use launcher_core::{DbSecret, Document, Lease, Reference, SecretBytes, SourceError};
 
-use crate::check::{CheckOptions, Checked, ClientFiles, Report};
+use crate::check::{CheckOptions, Checked, ClientFiles};
 use crate::cli::{Cli, Command, EnvFormat, OutputFormat, PasswordVia};
 use crate::env::ChildEnv;
 use crate::error::{Error, Exit, ResultExt};
-use crate::materialize::RuntimeDir;
+use crate::materialize::{Reader, RuntimeDir};
 use crate::plan::{CaPlan, ParentEnv, Plan};
+use crate::signals::Signals;
 use crate::sources::Sources;
 use crate::target::Target;
 
@@ -60,26 +63,31 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             return std::io::stdout().lock().write_all(&out).exit(Exit::Software);
         }
     };
-    if let Some(path) = options.config.clone() {
-        config::load(&path)?.fill(&mut options);
+    let json_report = matches!(mode, Mode::Check(OutputFormat::Json));
+    let result = (|| {
+        if let Some(path) = options.config.clone() {
+            config::load(&path)?.fill(&mut options);
+        }
+        log::configure(options.quiet, options.verbose, options.log_format == Some(cli::LogFormat::Json));
+        harden::apply();
+        let env = ParentEnv::from_process();
+        let home = env.get("HOME").map(PathBuf::from);
+        let plan = Plan::new(&options, env, home.as_deref())?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().exit(Exit::Software)?;
+        runtime.block_on(launch(plan, mode))
+    })();
+    // Monitoring reads one object whatever happened; the error line still goes to stderr.
+    if let (true, Err(e)) = (json_report, &result) {
+        let _ = print(&report::failure(e));
     }
-    log::configure(options.quiet, options.verbose, options.log_format == Some(cli::LogFormat::Json));
-    harden::apply();
-    let env = ParentEnv::from_process();
-    let home = env.get("HOME").map(PathBuf::from);
-    let plan = Plan::new(&options, env, home.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().exit(Exit::Software)?;
-    runtime.block_on(launch(plan, mode))
+    result
 }
 
 /// Everything up to the exec: the target, the CA file, and the check's proof (except for `env`).
 struct Ready {
     target: Target,
-    root: PathBuf,
     runtime_dir: Option<RuntimeDir>,
-    passfile: Option<PathBuf>,
-    lease: Option<LeaseInfo>,
-    client: Option<ClientFiles>,
+    child: ChildEnv,
     checked: Option<Checked>,
 }
 
@@ -112,53 +120,47 @@ fn check_lease(plan: &Plan, lease: Lease) -> Result<LeaseInfo, Error> {
         ));
     }
     let expires = std::time::SystemTime::now() + effective;
-    Ok(LeaseInfo { id: lease.id, expires_at: rfc3339(expires) })
-}
-
-/// `2026-11-30T21:30:00Z` (civil-from-days, so no date crate is needed for one timestamp).
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    Ok(LeaseInfo { id: lease.id, expires_at: report::rfc3339(expires) })
 }
 
 async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
+    let signals = Signals::install()?;
+    if let Mode::Launch(program) = &mode {
+        // A typo in the command costs no login, no lease and no database user.
+        exec::resolve(program, &plan.env)?;
+    }
     let check = !matches!(mode, Mode::Env { .. });
     // `launcher check` uses the credentials for nothing after the check.
     let used = !matches!(mode, Mode::Check(_));
-    let ready = with_wait(&plan, || prepare(&plan, check, used)).await?;
-    let lease = if plan.export_lease { ready.lease.as_ref() } else { None };
-    let files = env::Files { root: &ready.root, passfile: ready.passfile.as_deref(), client: ready.client.as_ref() };
-    let child = ChildEnv::build(&plan, &ready.target, &files, lease);
-    child.warnings.iter().for_each(log::warn);
+    let reader = if matches!(mode, Mode::Env { .. }) { Reader::User } else { Reader::App };
+    let (ready, sources) = with_wait(&plan, &signals, || prepare(&plan, check, used, reader, &signals)).await?;
+    let child = ready.child;
     match (mode, ready.checked) {
-        (Mode::Env { format, reveal }, _) => print(&child.render(format, reveal)),
-        (Mode::Check(format), Some(checked)) => {
+        (Mode::Env { format, reveal }, _) => {
+            let text = child.render(format, reveal)?;
             if let Some(dir) = ready.runtime_dir {
-                dir.remove();
+                log::info(format!("the files it names are in {}: remove it when done", dir.path().display()));
+                dir.keep();
             }
+            print(&text)
+        }
+        (Mode::Check(format), Some(checked)) => {
+            drop(ready.runtime_dir);
             checked.report().warnings.iter().for_each(log::warn);
-            match format {
-                OutputFormat::Human => print(&human_report(checked.report())),
-                OutputFormat::Json => {
-                    let json = serde_json::to_string_pretty(checked.report()).exit(Exit::Software)?;
-                    print(&format!("{json}\n"))
-                }
-            }
+            print(&report::render(checked.report(), format)?)
         }
         (Mode::Launch(program), Some(checked)) => {
             checked.report().warnings.iter().for_each(log::warn);
             log_connected(&checked);
             drop(ready.target);
+            // The last moment a signal can still be acted on: after the exec it is the app's.
+            if let Some(caught) = signals.pending() {
+                signals::bounded(caught, sources.abandon(caught.name())).await;
+                return Err(caught.error());
+            }
+            drop(sources);
+            // Held across the exec: the files stay for the app, or go if the exec fails.
+            let _runtime_dir = ready.runtime_dir;
             Err(exec::exec(&program, &child, &checked))
         }
         (_, None) => Err(Error::msg(Exit::Software, "the connection check did not run")),
@@ -166,70 +168,95 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 }
 
 /// Fetches, writes the CA file and (when `check`) checks the connection once. Unless the
-/// credentials will be `used`, or on failure, the dynamic credentials issued go again.
-async fn prepare(plan: &Plan, check: bool, used: bool) -> Result<Ready, Error> {
+/// credentials will be `used`, or on failure, the dynamic credentials issued go again. A signal
+/// lets store requests in flight finish, stops the check, and revokes.
+async fn prepare(
+    plan: &Plan,
+    check: bool,
+    used: bool,
+    reader: Reader,
+    signals: &Signals,
+) -> Result<(Ready, Sources), Error> {
     let openssl = check.then(tls::Context::in_background);
     let started = std::time::Instant::now();
-    let sources = Box::pin(Sources::new(plan)).await?;
-    let ready = async {
-        let fetched = fetch(plan, &sources).await?;
-        log::debug(format!("secrets fetched in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
-        use_fetched(plan, fetched, openssl).await
+    let sources = match signals.let_finish(Box::pin(Sources::new(plan))).await {
+        Ok(sources) => sources?,
+        Err((caught, logged_in)) => {
+            if let Some(Ok(sources)) = logged_in {
+                signals::bounded(caught, sources.abandon(caught.name())).await;
+            }
+            return Err(caught.error());
+        }
     };
-    let ready = Box::pin(ready).await;
+    let fetched = match signals.let_finish(fetch(plan, &sources)).await {
+        Ok(fetched) => fetched,
+        Err((caught, _)) => Err(caught.error()),
+    };
+    report::phase("fetch", started.elapsed());
+    log::debug(format!("secrets fetched in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
+    let ready = match fetched {
+        Ok(fetched) => signals.abort_on(Box::pin(use_fetched(plan, fetched, openssl, reader))).await,
+        Err(e) => Err(e),
+    };
     match &ready {
+        Err(e) if e.exit().verdict() == "interrupted" => {
+            let caught = signals.pending().expect("a signal ended the attempt");
+            signals::bounded(caught, sources.abandon(caught.name())).await;
+        }
         Err(_) => sources.abandon("the launch failed").await,
         Ok(_) if !used => sources.abandon("the check is done").await,
         Ok(_) => {}
     }
-    ready
+    ready.map(|ready| (ready, sources))
 }
 
 /// Writes the files and (with `openssl`, started for it) checks the connection once.
-async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending>) -> Result<Ready, Error> {
+async fn use_fetched(
+    plan: &Plan,
+    fetched: Fetched,
+    openssl: Option<tls::Pending>,
+    reader: Reader,
+) -> Result<Ready, Error> {
     let Fetched { target, ca, lease, client } = fetched;
     let lease = lease.map(|l| check_lease(plan, l)).transpose()?;
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
+    // Refused before anything is written: a line libpq cannot read back would fail the app
+    // after the check passed.
+    let passfile_line = match &target.password {
+        Some(password) if passfile_needed => Some(pgpass::line(&target.host, target.port, &target.user, password)?),
+        _ => None,
+    };
     let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
-        Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref())?)
+        Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref(), reader)?)
     } else {
         None
     };
     // A write that fails part-way (a full disk, a file-size limit) must not leave a fragment of
-    // a key or a .pgpass line behind: the directory goes with the error.
-    let written = (|| {
-        let root = match (&plan.ca, ca, &runtime_dir) {
-            (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
-            (CaPlan::Existing(path), _, _) => path.clone(),
-            _ => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
-        };
-        let passfile = match (&target.password, &runtime_dir) {
-            (Some(password), Some(dir)) if passfile_needed => {
-                let line = pgpass::line(&target.host, target.port, &target.user, password);
-                Some(dir.write(".pgpass", line.expose().as_bytes(), 0o600)?)
-            }
-            _ => None,
-        };
-        let client = match (client, &runtime_dir) {
-            (Some((cert, key)), Some(dir)) => Some(ClientFiles {
-                cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
-                key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
-            }),
-            _ => None,
-        };
-        Ok((root, passfile, client))
-    })();
-    let (root, passfile, client) = match written {
-        Ok(files) => files,
-        Err(e) => {
-            if let Some(dir) = runtime_dir {
-                dir.remove();
-            }
-            return Err(e);
-        }
+    // a key or a .pgpass line behind: the directory goes with the error (the guard's drop).
+    let root = match (&plan.ca, ca, &runtime_dir) {
+        (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
+        (CaPlan::Existing(path), _, _) => path.clone(),
+        _ => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
     };
+    let passfile = match (passfile_line, &runtime_dir) {
+        (Some(line), Some(dir)) => Some(dir.write(".pgpass", line.expose().as_bytes(), 0o600)?),
+        _ => None,
+    };
+    let client = match (client, &runtime_dir) {
+        (Some((cert, key)), Some(dir)) => Some(ClientFiles {
+            cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
+            key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
+        }),
+        _ => None,
+    };
+    // The app's environment before the check, so that its warnings are said (and reported by
+    // `check --output json`) whatever the check concludes.
+    let exported = if plan.export_lease { lease.as_ref() } else { None };
+    let files = env::Files { root: &root, passfile: passfile.as_deref(), client: client.as_ref() };
+    let child = ChildEnv::build(plan, &target, &files, exported);
+    child.warnings.iter().for_each(log::warn);
     let Some(openssl) = openssl else {
-        return Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: None });
+        return Ok(Ready { target, runtime_dir, child, checked: None });
     };
     let options = CheckOptions {
         timeout: plan.connect_timeout,
@@ -237,33 +264,24 @@ async fn use_fetched(plan: &Plan, fetched: Fetched, openssl: Option<tls::Pending
         libpq: plan.libpq.clone(),
     };
     let started = std::time::Instant::now();
-    let checked = async {
-        // Without --client-cert, the client certificate libpq would find on its own, if any.
-        let presented = match &client {
-            Some(issued) => Some(
-                tls::ClientIdentity::load(&issued.cert, &issued.key)
-                    .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?,
-            ),
-            None => check::libpq_client_files(&plan.libpq_client)?,
-        };
-        check::check(&target, &root, &plan.crl, &options, presented, openssl).await
-    }
-    .await;
+    // Without --client-cert, the client certificate libpq would find on its own, if any.
+    let presented = match &client {
+        Some(issued) => Some(
+            tls::ClientIdentity::load(&issued.cert, &issued.key)
+                .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?,
+        ),
+        None => check::libpq_client_files(&plan.libpq_client)?,
+    };
+    let checked = check::check(&target, &root, &plan.crl, &options, presented, openssl).await;
+    report::phase("check", started.elapsed());
     log::debug(format!("connection check took {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
-    match checked {
-        Ok(checked) => Ok(Ready { target, root, runtime_dir, passfile, lease, client, checked: Some(checked) }),
-        Err(e) => {
-            if let Some(dir) = runtime_dir {
-                dir.remove();
-            }
-            Err(e)
-        }
-    }
+    Ok(Ready { target, runtime_dir, child, checked: Some(checked?) })
 }
 
 /// Retries `attempt` while it fails with "unreachable" and `--wait` has time left, sleeping
-/// with jittered exponential back-off (200 ms doubling to 5 s). Other failures return at once.
-async fn with_wait<T, F, Fut>(plan: &Plan, mut attempt: F) -> Result<T, Error>
+/// with jittered exponential back-off (200 ms doubling to 5 s). Other failures return at once;
+/// a signal ends the wait (nothing is held between attempts).
+async fn with_wait<T, F, Fut>(plan: &Plan, signals: &Signals, mut attempt: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -283,8 +301,13 @@ where
                 let full = Duration::from_millis(200u64.saturating_mul(1 << n.min(5))).min(Duration::from_secs(5));
                 let random = std::hash::BuildHasher::hash_one(&jitter, n);
                 let delay = (full / 2 + full / 2000 * u32::try_from(random % 1000).unwrap_or(0)).min(left);
-                log::info(format!("waiting {}ms: {e}", delay.as_millis()));
-                tokio::time::sleep(delay).await;
+                log::info(format!("attempt {} failed, retrying in {}ms: {e}", n + 1, delay.as_millis()));
+                signals
+                    .abort_on(async {
+                        tokio::time::sleep(delay).await;
+                        Ok(())
+                    })
+                    .await?;
             }
             other => return other,
         }
@@ -350,7 +373,7 @@ fn credentials(
     }
     let fields = document.into_fields(reference)?;
     let secret = DbSecret::from_fields(&fields, reference)?;
-    log::info(format!("credentials from {reference} (fields: {})", fields.names()));
+    log::info_once(format!("credentials from {reference} (fields: {})", fields.names()));
     Ok((secret, lease))
 }
 
@@ -359,6 +382,18 @@ fn ca_bundle(document: Document, reference: &Reference) -> Result<SecretBytes, S
     let pem = document.select(reference)?;
     if !contains(pem.expose(), b"-----BEGIN CERTIFICATE-----") {
         return Err(SourceError::bad_content(reference, "is not a PEM certificate bundle (no BEGIN CERTIFICATE line)"));
+    }
+    // The CA file is written world-readable for the app: a key in it would be given away.
+    // Any "BEGIN … PRIVATE KEY" block (PKCS#8, RSA, EC, encrypted) counts.
+    if pem
+        .expose()
+        .split(|b| *b == b'\n')
+        .any(|line| line.starts_with(b"-----BEGIN ") && contains(line, b"PRIVATE KEY-----"))
+    {
+        return Err(SourceError::bad_content(
+            reference,
+            "holds a private key; a CA bundle holds certificates only (nothing was written)",
+        ));
     }
     Ok(pem)
 }
@@ -372,47 +407,6 @@ fn log_connected(checked: &Checked) {
     log::info(format!("connected to {} as {}, {} {}", r.server, r.user, r.version, r.cipher));
 }
 
-fn human_report(r: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let dialled = r.hostaddr.as_ref().map(|a| format!(" (dialled {a})")).unwrap_or_default();
-    let _ = writeln!(out, "server:      {}{dialled}", r.server);
-    let _ = writeln!(out, "database:    {} as {}", r.dbname, r.user);
-    let _ = writeln!(out, "tls:         {} {} ({} bits)", r.version, r.cipher, r.bits);
-    let _ = writeln!(
-        out,
-        "scram:       channel binding {}",
-        if r.channel_binding { "used (SCRAM-SHA-256-PLUS)" } else { "not used" }
-    );
-    for (i, c) in r.certificates.iter().enumerate() {
-        let label = if i == 0 { "certificate:" } else { "chain:      " };
-        let _ = writeln!(out, "{label} {}", c.subject);
-        if !c.sans.is_empty() {
-            let _ = writeln!(out, "  names:     {}", c.sans.join(", "));
-        }
-        let _ = writeln!(out, "  issuer:    {}", c.issuer);
-        let _ = writeln!(out, "  expires:   {} ({} days)", c.not_after, c.days_left);
-    }
-    let _ =
-        writeln!(out, "revocation:  {}", if r.crl_checked { "checked against the CRL" } else { "no CRL configured" });
-    for w in &r.warnings {
-        let _ = writeln!(out, "warning:     {w}");
-    }
-    let _ = writeln!(out, "verdict:     ok: libpq with sslmode=verify-full would connect");
-    out
-}
-
 fn print(text: &str) -> Result<(), Error> {
     std::io::stdout().lock().write_all(text.as_bytes()).exit(Exit::Software)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_dates() {
-        let at = |s: u64| super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_796_074_200), "2026-11-30T21:30:00Z");
-    }
 }

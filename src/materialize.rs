@@ -4,8 +4,14 @@
 //! another user could write to without the sticky bit, or that another user owns, is refused.
 //! Files are created with `O_EXCL` (which also refuses a planted symlink) and explicit modes.
 //!
-//! The files outlive the launcher (nothing of it runs after exec): under systemd,
-//! `RuntimeDirectory=` removes them when the service stops; elsewhere they sit in tmpfs.
+//! The directory is a guard: it goes when dropped (a failure, a signal, `launcher check`, an
+//! exec that failed) unless kept. After a successful exec nothing of the launcher runs to
+//! remove it, so it is named for the app's process (`launcher-<pid namespace>-<pid>-<random>`:
+//! the app keeps the launcher's PID) and the next launch in the same base removes the
+//! directories of ours whose process is gone. The PID namespace in the name keeps two containers
+//! that share a runtime directory from removing each other's; `launcher env`'s directory
+//! (`launcher-env-…`), whose files the user reads after the launcher is gone, is never removed.
+//! Under systemd, `RuntimeDirectory=` also removes them when the service stops.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -14,15 +20,26 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Exit, ResultExt};
 use crate::plan::ParentEnv;
 
-/// Our own directory for this launch.
+/// Our own directory for this launch; removed on drop unless [`RuntimeDir::keep`] is called.
 #[derive(Debug)]
 pub struct RuntimeDir {
     path: PathBuf,
+    kept: bool,
+}
+
+/// Who reads the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The app the launcher becomes: the files are needed while its PID lives.
+    App,
+    /// Whoever uses `launcher env`'s output, after the launcher exits: kept until removed by hand.
+    User,
 }
 
 impl RuntimeDir {
-    /// Picks the base (`explicit`, else the environment's) and creates our directory in it.
-    pub fn create(env: &ParentEnv, explicit: Option<&Path>) -> Result<Self, Error> {
+    /// Picks the base (`explicit`, else the environment's), removes the directories earlier
+    /// launches left there for apps that have exited, and creates our directory in it.
+    pub fn create(env: &ParentEnv, explicit: Option<&Path>, reader: Reader) -> Result<Self, Error> {
         let explicit = explicit.map(Path::to_path_buf).or_else(|| {
             env.get("RUNTIME_DIRECTORY")
                 .and_then(|v| v.split(':').next())
@@ -35,13 +52,23 @@ impl RuntimeDir {
             None => std::env::temp_dir(),
         };
         check_base(&base)?;
+        let namespace = pid_namespace();
+        if let Some(ns) = namespace {
+            sweep(&base, ns);
+        }
+        let owner = match (reader, namespace) {
+            (Reader::App, Some(ns)) => format!("{ns}-{}", std::process::id()),
+            // Without a PID namespace to name, nothing would ever remove it: the name says so.
+            (Reader::App, None) => format!("unswept-{}", std::process::id()),
+            (Reader::User, _) => format!("env-{}", std::process::id()),
+        };
         let seed = std::collections::hash_map::RandomState::new();
         for attempt in 0u32..16 {
             let tag =
                 std::hash::BuildHasher::hash_one(&seed, (std::process::id(), attempt, std::time::SystemTime::now()));
-            let path = base.join(format!("launcher-{}-{tag:016x}", std::process::id()));
+            let path = base.join(format!("launcher-{owner}-{tag:016x}"));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(Self { path }),
+                Ok(()) => return Ok(Self { path, kept: false }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
                     return Err(Error::new(Exit::CantCreate, e)
@@ -75,9 +102,51 @@ impl RuntimeDir {
         Ok(path)
     }
 
-    /// Removes the directory and what is in it (used when nothing will be exec'd).
-    pub fn remove(self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+    /// Leaves the directory in place when the guard goes.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// This process's PID namespace (the inode `/proc/self/ns/pid` names), when `/proc` is the
+/// procfs of that namespace (so that `/proc/PID` says whether a PID of ours lives).
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let ns = link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()?;
+    let me = std::fs::read_link("/proc/self").ok()?;
+    (me.to_str()? == std::process::id().to_string()).then_some(ns)
+}
+
+/// Removes `launcher-<ns>-<pid>-<tag>` directories in `base` that this user owns, made in PID
+/// namespace `ns`, whose PID no longer exists: the app they were made for has exited.
+fn sweep(base: &Path, ns: u64) {
+    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    let prefix = format!("launcher-{ns}-");
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, tag)| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Never through a symlink, never another user's.
+        let ours = entry.path().symlink_metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -118,19 +187,21 @@ mod tests {
         std::fs::create_dir_all(&scratch).unwrap();
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
         let env = ParentEnv::from_pairs([("RUNTIME_DIRECTORY", scratch.as_os_str())]);
-        let dir = RuntimeDir::create(&env, None).unwrap();
+        let dir = RuntimeDir::create(&env, None, Reader::App).unwrap();
         assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         let f = dir.write("root.crt", b"x", 0o644).unwrap();
         assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
         assert!(dir.write("root.crt", b"y", 0o644).is_err(), "never overwrites");
-        dir.remove();
+        let path = dir.path().to_owned();
+        drop(dir);
+        assert!(!path.exists(), "removed with the guard");
 
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = RuntimeDir::create(&env, None).unwrap_err();
+        let e = RuntimeDir::create(&env, None, Reader::App).unwrap_err();
         assert_eq!(e.exit(), Exit::CantCreate);
         assert!(e.to_string().contains("without the sticky bit"), "{e}");
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        RuntimeDir::create(&env, None).unwrap().remove();
+        drop(RuntimeDir::create(&env, None, Reader::App).unwrap());
         std::fs::remove_dir_all(&scratch).unwrap();
     }
 }

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use launcher_core::SecretString;
 
+use crate::error::{Error, Exit};
+
 /// The password for this connection, if the file has one.
 #[must_use]
 pub fn lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &str) -> Option<SecretString> {
@@ -37,10 +39,34 @@ pub fn lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &str) -> O
 }
 
 /// One `.pgpass` line for this connection (any database), each field escaped as libpq reads it.
-#[must_use]
-pub fn line(host: &str, port: u16, user: &str, password: &SecretString) -> SecretString {
+/// libpq reads the file line by line and strips every trailing `\r` and `\n` before it
+/// unescapes: a line break anywhere, or a password ending in a carriage return, cannot be
+/// written so that it reads back, and is refused rather than written wrong.
+pub fn line(host: &str, port: u16, user: &str, password: &SecretString) -> Result<SecretString, Error> {
+    let refuse = |what: &str, problem: &str| {
+        Error::msg(
+            Exit::DataErr,
+            format!(
+                "--password-via passfile: the {what} {problem}, which a .pgpass file cannot hold (libpq reads it line \
+                 by line); use --password-via env"
+            ),
+        )
+    };
+    for (what, value) in [("host name", host), ("user name", user), ("password", password.expose())] {
+        if value.contains('\n') {
+            return Err(refuse(what, "holds a line break"));
+        }
+    }
+    if password.expose().ends_with('\r') {
+        return Err(refuse("password", "ends with a carriage return"));
+    }
     let esc = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
-    SecretString::new(format!("{}:{port}:*:{}:{}\n", esc(host), esc(user), esc(password.expose())))
+    // A line starting with `#` is a comment to libpq; an escaped `#` is the character.
+    let host = match esc(host) {
+        h if h.starts_with('#') => format!("\\{h}"),
+        h => h,
+    };
+    Ok(SecretString::new(format!("{host}:{port}:*:{}:{}\n", esc(user), esc(password.expose()))))
 }
 
 /// `pwdfMatchesString`: if `line` starts with a field matching `value` (or `*`), the rest.
@@ -86,9 +112,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("pgpass");
         let pw = SecretString::new(r"a:b\c@d".to_owned());
-        std::fs::write(&file, line("db:1", 5432, "u:x", &pw).expose()).unwrap();
+        std::fs::write(&file, line("db:1", 5432, "u:x", &pw).unwrap().expose()).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(lookup(&file, "db:1", 5432, "anydb", "u:x").unwrap().expose(), r"a:b\c@d");
+        std::fs::write(&file, line("#db", 5432, "u", &pw).unwrap().expose()).unwrap();
+        assert_eq!(lookup(&file, "#db", 5432, "anydb", "u").unwrap().expose(), r"a:b\c@d", "not a comment");
+        for (host, user, password) in [("db", "u", "a\nb"), ("db", "u\n", "p"), ("d\nb", "u", "p"), ("db", "u", "p\r")]
+        {
+            let e = line(host, 5432, user, &SecretString::new(password.to_owned())).unwrap_err();
+            assert_eq!(e.exit(), Exit::DataErr);
+            assert!(e.to_string().contains("which a .pgpass file cannot hold"), "{e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

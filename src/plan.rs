@@ -403,6 +403,7 @@ impl Plan {
         if uses_aws && env.get("AWS_ACCESS_KEY_ID").is_some() {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
+        refuse_unsafe(options, &env, uses_vault)?;
         let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
         let hostaddr = match env.get("PGHOSTADDR") {
             None => None,
@@ -459,6 +460,43 @@ impl Plan {
             env,
         })
     }
+}
+
+/// Options that would leave the app weaker than the check, or mean nothing, refused before
+/// anything is fetched; settings the launcher never honours, named.
+fn refuse_unsafe(options: &Options, env: &ParentEnv, uses_vault: bool) -> Result<(), Error> {
+    if options.keep_env.iter().any(|k| k == "PGSERVICE") {
+        return Err(Error::msg(
+            Exit::Usage,
+            "--keep-env PGSERVICE: refused: libpq lets a service file's settings override the PG* variables the \
+             launcher sets and checks (host, CA, sslmode=verify-full), so the app could connect more weakly than \
+             the check did",
+        ));
+    }
+    if options.port == Some(0) {
+        return Err(Error::msg(Exit::Usage, "--port: 0 is not a port number (1-65535)"));
+    }
+    if let Some(var) = options.database_url.as_deref().filter(|v| !is_variable_name(v)) {
+        return Err(Error::msg(
+            Exit::Usage,
+            format!("--database-url: \"{var}\" is not an environment variable name (letters, digits, _)"),
+        ));
+    }
+    for var in ["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"] {
+        if uses_vault && env.get(var).is_some() {
+            crate::log::warn(format!(
+                "{var} is ignored: the launcher always verifies Vault's certificate (give its CA with --vault-cacert)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: a name every shell, dotenv reader and exec environment takes.
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The Vault login method and what it needs; a missing piece is a usage error naming the flag.
@@ -522,6 +560,23 @@ mod tests {
     /// A plan from `pairs` as the inherited environment, home /home/u.
     fn plan(pairs: &[(&str, &str)]) -> Result<Plan, Error> {
         Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
+    }
+
+    #[test]
+    fn options_that_would_weaken_the_app_or_mean_nothing_are_refused() {
+        let refused = |args: &[&str]| {
+            let options = crate::cli::Cli::parse_from(args).options;
+            Plan::new(&options, ParentEnv::default(), Some(Path::new("/h"))).unwrap_err()
+        };
+        let e = refused(&["launcher", "--keep-env", "APP,PGSERVICE", "--", "true"]);
+        assert_eq!(e.exit(), Exit::Usage);
+        assert!(e.to_string().starts_with("--keep-env PGSERVICE: refused"), "{e}");
+        let e = refused(&["launcher", "--database-url=A=B", "--", "true"]);
+        assert!(e.to_string().contains("\"A=B\" is not an environment variable name"), "{e}");
+        let options = Options { port: Some(0), ..opts() };
+        let e = Plan::new(&options, ParentEnv::default(), Some(Path::new("/h"))).unwrap_err();
+        assert_eq!((e.exit(), e.to_string().as_str()), (Exit::Usage, "--port: 0 is not a port number (1-65535)"));
+        assert!(is_variable_name("_DB_URL2") && !is_variable_name("2X") && !is_variable_name(""));
     }
 
     #[test]

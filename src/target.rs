@@ -91,9 +91,33 @@ impl Target {
                     .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")))?;
                 crate::pgpass::lookup(&file, &host, port, &dbname, &user)
             });
+        let bad = |what: &str, problem: &str| Error::msg(Exit::DataErr, format!("the {what} from {source} {problem}"));
+        for (what, value) in [("host", host.as_str()), ("user name", user.as_str()), ("database name", dbname.as_str())]
+        {
+            if value.contains('\0') {
+                return Err(bad(what, "holds a NUL byte, which no environment variable can carry"));
+            }
+        }
+        if let Some(password) = &password {
+            if password.expose().contains('\0') {
+                return Err(bad("password", "holds a NUL byte, which no environment variable can carry"));
+            }
+            // SCRAM's PBKDF2 hashes the password 8192 times: a megabyte-long one keeps the check
+            // (and every connection of the app) busy for seconds and ends in a time-out.
+            if password.expose().len() > MAX_PASSWORD {
+                return Err(bad(
+                    "password",
+                    &format!("is longer than {MAX_PASSWORD} bytes, the most the launcher accepts"),
+                ));
+            }
+        }
         Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source })
     }
 }
+
+/// The longest password accepted, in bytes: far above what stores generate (Vault's default
+/// policy makes 20 characters, AWS allows 4096 for a secret's random password).
+pub const MAX_PASSWORD: usize = 4096;
 
 /// libpq's default user: the name of the effective OS user.
 fn os_user() -> Option<String> {

@@ -14,13 +14,13 @@ use openssl::pkey::Private;
 
 use crate::support::{Fixture, Run, launcher, services, unique};
 
-struct AuthSetup {
-    role_id: String,
+pub(crate) struct AuthSetup {
+    pub(crate) role_id: String,
     jwt_key: EcKey<Private>,
 }
 
 /// AppRole and JWT auth mounted once, both giving a policy that reads KV and database creds.
-fn setup() -> &'static AuthSetup {
+pub(crate) fn setup() -> &'static AuthSetup {
     static SETUP: OnceLock<AuthSetup> = OnceLock::new();
     SETUP.get_or_init(|| {
         let bao = &services().bao;
@@ -51,14 +51,14 @@ fn setup() -> &'static AuthSetup {
     })
 }
 
-fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
+pub(crate) fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, format!("{value}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 
-fn new_secret_id(wrap: bool) -> String {
+pub(crate) fn new_secret_id(wrap: bool) -> String {
     setup();
     let bao = &services().bao;
     let header = if wrap { "X-Vault-Wrap-TTL: 60s\r\n" } else { "" };
@@ -98,7 +98,7 @@ fn approle(f: &Fixture, secret_id: &str, wrapped: bool) -> std::process::Command
     c
 }
 
-fn accessor_of(run: &Run) -> String {
+pub(crate) fn accessor_of(run: &Run) -> String {
     let line = run.stderr.lines().find(|l| l.contains("token accessor ")).unwrap_or_else(|| panic!("{run}"));
     line.split("token accessor ").nth(1).unwrap().split(',').next().unwrap().to_owned()
 }
@@ -109,7 +109,7 @@ pub(crate) fn found(method: &str, path: &str, body: &serde_json::Value) -> bool 
     status == 200
 }
 
-fn token_alive(accessor: &str) -> bool {
+pub(crate) fn token_alive(accessor: &str) -> bool {
     found("POST", "/v1/auth/token/lookup-accessor", &serde_json::json!({"accessor": accessor}))
 }
 

@@ -60,7 +60,12 @@ fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
     assert_eq!(chain[0]["sans"], serde_json::json!(["DNS:localhost", "IP:127.0.0.1"]));
     assert_eq!(chain[1]["subject"], "CN=launcher test CA");
     assert!(chain[0]["days_left"].as_i64().unwrap() > 300);
-    assert_eq!(r["warnings"], serde_json::json!([]));
+    // Every warning, the environment's overrides too (issue 13), and the verdict a monitor reads.
+    assert_eq!(r["warnings"], serde_json::json!(["overriding inherited PGSSLMODE=require with verify-full"]));
+    assert_eq!((r["verdict"].as_str(), r["exit_code"].as_i64()), (Some("ok"), Some(0)), "{run}");
+    assert!(r["timings"]["fetch_ms"].is_f64() && r["timings"]["check_ms"].is_f64(), "{run}");
+    let not_after = chain[0]["not_after"].as_str().unwrap();
+    assert!(not_after.len() == 20 && not_after.ends_with('Z') && not_after.as_bytes()[10] == b'T', "RFC 3339: {run}");
 }
 
 /// psql (libpq) with verify-full against the test CA, as `role`, to `port`, running `sql`.
@@ -305,7 +310,7 @@ fn wait_retries_until_the_server_is_up_and_gives_up_with_75() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("waiting "), "it should have waited: {stderr}");
+    assert!(stderr.contains("attempt 1 failed, retrying in "), "it should have waited: {stderr}");
     assert!(started.elapsed() < Duration::from_secs(30));
 
     let closed = support::free_port_pair();

@@ -14,6 +14,7 @@ mod delivery;
 mod dynamic;
 mod files;
 mod flow;
+mod hardening;
 mod hygiene;
 mod oracle;
 mod pki;

@@ -16,7 +16,7 @@ pub struct CertInfo {
     pub sans: Vec<String>,
     /// The issuer's name.
     pub issuer: String,
-    /// notAfter, as OpenSSL prints it.
+    /// notAfter, RFC 3339 (UTC).
     pub not_after: String,
     /// Whole days until notAfter (negative once expired).
     pub days_left: i64,
@@ -57,7 +57,18 @@ pub(crate) fn cert_info(cert: &X509Ref) -> CertInfo {
         subject: name_line(cert.subject_name()),
         sans,
         issuer: name_line(cert.issuer_name()),
-        not_after: cert.not_after().to_string(),
+        not_after: openssl::asn1::Asn1Time::from_unix(0)
+            .ok()
+            .and_then(|epoch| epoch.diff(cert.not_after()).ok())
+            .map_or_else(
+                || cert.not_after().to_string(),
+                |d| {
+                    let secs = i64::from(d.days) * 86_400 + i64::from(d.secs);
+                    let at = u64::try_from(secs)
+                        .map_or(std::time::UNIX_EPOCH, |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+                    crate::report::rfc3339(at)
+                },
+            ),
         days_left,
     }
 }

@@ -12,7 +12,8 @@ use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
 use crate::error::{Error, Exit};
 use crate::plan::{ChannelBindingMode, CrlPlan, LibpqSettings, SessionAttrs};
 use crate::target::Target;
-use crate::tls::{CertInfo, ClientIdentity, LibpqVerifier, Pending, Refusal};
+use crate::tls::stream::HandshakeFailed;
+use crate::tls::{CertInfo, ClientIdentity, Pending, Refusal, Session};
 
 /// What the check saw; printed by `launcher check`, summarized in one line on a normal launch.
 #[derive(Debug, Clone, Serialize)]
@@ -143,17 +144,8 @@ pub async fn check(
     openssl: Pending,
 ) -> Result<Checked, Error> {
     let chain = openssl.load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
-    let mut provider = rustls::crypto::ring::default_provider();
-    // PostgreSQL's default ssl_ecdh_curve (prime256v1) is the only group a default server
-    // accepts: a key share for X25519 first would cost a HelloRetryRequest round trip.
-    // P-521 (ring has none) comes last, listed without a key share: only a server set to it asks.
-    provider.kx_groups.sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
-    provider.kx_groups.push(crate::tls::kx::SECP521R1);
-    let provider = Arc::new(provider);
-    let verifier = Arc::new(LibpqVerifier::new(chain, target.host.clone()));
-    let tls = crate::tls::client_config(verifier.clone(), provider, client, options.libpq.tls, options.libpq.sni)
-        .map_err(|e| Error::new(Exit::Software, e).context("building the TLS client"))?;
-    let tls = crate::tls::MakeConnect::new(Arc::new(tls), verifier.clone());
+    let session = Arc::new(Session::new(chain, target.host.clone()));
+    let tls = crate::tls::MakeConnect::new(session.clone(), client, options.libpq.tls, options.libpq.sni);
     let server = format!("{}:{}", target.host, target.port);
 
     // One connection, with channel binding as libpq's PGCHANNELBINDING asks (prefer by default:
@@ -165,7 +157,7 @@ pub async fn check(
     let started = Instant::now();
     let connected = connect(target, &tls, options).await;
     // What the handshake and the SASL exchange left: nothing changes once connected.
-    let seen = verifier.seen();
+    let seen = session.seen();
     let sasl = seen.sasl;
     if mode != ChannelBindingMode::Disable
         && sasl.is_some_and(|s| s.offered_plus)
@@ -238,7 +230,7 @@ pub async fn check(
             cipher: negotiated.cipher,
             bits: negotiated.bits,
             channel_binding,
-            crl_checked: verifier.crl_checked(),
+            crl_checked: session.crl_checked(),
             certificates,
             warnings,
         },
@@ -352,26 +344,23 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
             format!("{prefix}: the server asks for a password and none was given (credentials from {})", target.source),
         );
     }
-    if chain_has::<rustls::Error>(e) {
-        return Error::msg(Exit::Tls, format!("{prefix}: SSL error: {text}"));
+    if let Some(failed) = chain_find::<HandshakeFailed>(e) {
+        return Error::msg(Exit::Tls, format!("{prefix}: {failed}"));
     }
     Error::msg(Exit::Unavailable, format!("{prefix}: {text}"))
 }
 
-fn chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+fn chain_find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
     while let Some(inner) = cur {
-        if inner.is::<T>() {
-            return true;
+        if let Some(found) = inner.downcast_ref::<T>() {
+            return Some(found);
         }
-        if let Some(io) = inner.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(<dyn std::error::Error + std::marker::Send + std::marker::Sync + 'static>::is::<T>)
-        {
-            return true;
+        let wrapped = inner.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if let Some(found) = wrapped.and_then(|w| w.downcast_ref::<T>()) {
+            return Some(found);
         }
         cur = inner.source();
     }
-    false
+    None
 }

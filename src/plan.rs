@@ -142,42 +142,43 @@ pub struct LibpqClientPlan {
 }
 
 /// The TLS versions libpq allows: `PGSSLMINPROTOCOLVERSION` (default TLSv1.2) to
-/// `PGSSLMAXPROTOCOLVERSION`. Versions below 1.2 are allowed names, but the check (rustls)
-/// speaks only 1.2 and 1.3.
+/// `PGSSLMAXPROTOCOLVERSION` (default: OpenSSL's newest). The check's OpenSSL is set to the same
+/// range, and the system's openssl.cnf may narrow it further, for both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TlsRange {
-    /// Whether TLS 1.2 may be negotiated.
-    pub tls12: bool,
-    /// Whether TLS 1.3 may be negotiated.
-    pub tls13: bool,
+    /// The oldest version.
+    pub min: openssl::ssl::SslVersion,
+    /// The newest, when limited.
+    pub max: Option<openssl::ssl::SslVersion>,
 }
 
 impl TlsRange {
     fn from_env(env: &ParentEnv) -> Result<Self, Error> {
+        use openssl::ssl::SslVersion;
         // libpq's names, in order; an empty value is unset.
-        const NAMES: [&str; 4] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
-        let read = |var: &str, setting: &str, default: usize| match env.get(var) {
-            None => Ok(default),
+        const NAMES: [(&str, SslVersion); 4] = [
+            ("TLSv1", SslVersion::TLS1),
+            ("TLSv1.1", SslVersion::TLS1_1),
+            ("TLSv1.2", SslVersion::TLS1_2),
+            ("TLSv1.3", SslVersion::TLS1_3),
+        ];
+        let read = |var: &str, setting: &str| match env.get(var) {
+            None => Ok(None),
             Some(v) => NAMES
                 .iter()
-                .position(|n| n.eq_ignore_ascii_case(v))
+                .position(|(n, _)| n.eq_ignore_ascii_case(v))
+                .map(Some)
                 .ok_or_else(|| Error::msg(Exit::Config, format!("{var}: invalid {setting} value: \"{v}\""))),
         };
-        let min = read("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version", 2)?;
-        let max = read("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version", 3)?;
-        if min > max {
+        let min = read("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version")?.unwrap_or(2);
+        let max = read("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version")?;
+        if max.is_some_and(|max| min > max) {
             return Err(Error::msg(
                 Exit::Config,
                 "PGSSLMINPROTOCOLVERSION/PGSSLMAXPROTOCOLVERSION: invalid SSL protocol version range",
             ));
         }
-        if max < 2 {
-            return Err(Error::msg(
-                Exit::Config,
-                "PGSSLMAXPROTOCOLVERSION: the check speaks TLS 1.2 and 1.3 only, and this range excludes both",
-            ));
-        }
-        Ok(Self { tls12: min <= 2, tls13: max >= 3 })
+        Ok(Self { min: NAMES[min].1, max: max.map(|i| NAMES[i].1) })
     }
 }
 
@@ -591,15 +592,25 @@ mod tests {
 
     #[test]
     fn tls_versions_bound_as_in_libpq() {
+        use openssl::ssl::SslVersion;
         let range = |pairs: &[(&str, &str)]| TlsRange::from_env(&ParentEnv::from_pairs(pairs.iter().copied()));
-        assert_eq!(range(&[]).unwrap(), TlsRange { tls12: true, tls13: true });
-        assert_eq!(range(&[("PGSSLMINPROTOCOLVERSION", "tlsv1.3")]).unwrap(), TlsRange { tls12: false, tls13: true });
-        assert_eq!(range(&[("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap(), TlsRange { tls12: true, tls13: false });
-        assert_eq!(range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1")]).unwrap(), TlsRange { tls12: true, tls13: true });
+        assert_eq!(range(&[]).unwrap(), TlsRange { min: SslVersion::TLS1_2, max: None });
+        assert_eq!(
+            range(&[("PGSSLMINPROTOCOLVERSION", "tlsv1.3")]).unwrap(),
+            TlsRange { min: SslVersion::TLS1_3, max: None }
+        );
+        assert_eq!(
+            range(&[("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap(),
+            TlsRange { min: SslVersion::TLS1_2, max: Some(SslVersion::TLS1_2) }
+        );
+        assert_eq!(
+            range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.1")]).unwrap(),
+            TlsRange { min: SslVersion::TLS1, max: Some(SslVersion::TLS1_1) }
+        );
         let e = range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1.3"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap_err();
         assert!(e.to_string().contains("invalid SSL protocol version range"), "{e}");
-        let e = range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.1")]).unwrap_err();
-        assert!(e.to_string().contains("TLS 1.2 and 1.3 only"), "{e}");
+        let e = range(&[("PGSSLMINPROTOCOLVERSION", "SSLv3")]).unwrap_err();
+        assert!(e.to_string().contains("invalid ssl_min_protocol_version value: \"SSLv3\""), "{e}");
     }
 
     #[test]

@@ -1,24 +1,19 @@
-//! Certificate-chain verification with the verdict libpq gets.
+//! The check's `SSL_CTX`, made as libpq's `initialize_SSL` makes it, so that the chain's verdict
+//! is libpq's by construction.
 //!
 //! libpq does not build chains itself: it hands the root file to OpenSSL
 //! (`SSL_CTX_load_verify_locations`), adds `PGSSLCRL`/`PGSSLCRLDIR` (or `~/.postgresql/root.crl`)
-//! with `X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL` when they load, and lets
-//! `X509_verify_cert` decide with the `ssl_server` purpose at the `SSL_CTX`'s security level.
-//! Re-implementing OpenSSL's path building (v1 roots, CA:TRUE leaves, expired anchors,
-//! partial chains, CRL scoping, key-size levels from openssl.cnf) would only approximate that, so
-//! this module asks the same OpenSSL the system's libpq links, configured the same way. The TLS
-//! session itself stays rustls'; this is called from its certificate verifier.
+//! with `X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL` when they load, sets
+//! `SSL_VERIFY_PEER`, and lets the handshake's `X509_verify_cert` decide at the security level
+//! the system's `openssl.cnf` gives every `SSL_CTX`. The check's session runs on this context
+//! (`stream`), so v1 roots, CA:TRUE leaves, partial chains, CRL scoping, key sizes and
+//! signature algorithms are judged by the same OpenSSL the system's libpq links.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use openssl::ssl::{SslContext, SslContextBuilder, SslMethod};
-use openssl::stack::Stack;
-use openssl::x509::store::X509StoreRef;
+use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslVerifyMode};
 use openssl::x509::verify::X509VerifyFlags;
-use openssl::x509::{X509, X509PurposeId, X509Ref, X509StoreContext};
-
-use super::info::{CertInfo, cert_info};
 
 /// Why the chain was refused, in libpq's and OpenSSL's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,29 +61,30 @@ impl std::fmt::Debug for Chain {
 }
 
 /// The part of [`Chain::load`] that does not depend on the root file: OpenSSL's start-up,
-/// openssl.cnf, and two `SSL_CTX`s (one only to read the configured security level). That is
-/// about 2 ms of CPU, which a launch spends on another core while it waits for its secrets; the
-/// root file is then loaded there too, while the server forks and signs its TLS hello
+/// openssl.cnf and the `SSL_CTX`. That is about 2 ms of CPU, which a launch spends on another
+/// core while it waits for its secrets; the root file is then loaded there too
 /// ([`Context::in_background`]).
 pub struct Context {
     builder: SslContextBuilder,
-    level: u32,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("level", &self.level).finish_non_exhaustive()
+        f.debug_struct("Context").finish_non_exhaustive()
     }
 }
 
 impl Context {
-    /// Starts OpenSSL and makes a client context as libpq's `initialize_SSL` does.
+    /// Starts OpenSSL and makes a client context as libpq's `initialize_SSL` does: a client
+    /// `SSL_CTX` picks up openssl.cnf's system defaults (Debian: SECLEVEL=2), as libpq's does;
+    /// SSLv2 and SSLv3 off, and TLS 1.2 as the default minimum (libpq's
+    /// `ssl_min_protocol_version`; the connection sets the range the environment asks for).
     pub fn new() -> Result<Self, ChainError> {
         let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
-        // A client SSL_CTX picks up openssl.cnf's system defaults (Debian: SECLEVEL=2), as libpq's does.
-        let level = SslContext::builder(SslMethod::tls_client()).map_err(internal)?.build().security_level();
-        let builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
-        Ok(Self { builder, level })
+        let mut builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
+        builder.set_options(SslOptions::NO_SSLV2 | SslOptions::NO_SSLV3);
+        builder.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER);
+        Ok(Self { builder })
     }
 
     /// [`Context::new`] on its own thread, which then loads the root file it is handed by
@@ -184,7 +180,7 @@ impl Chain {
         crl_dir: Option<&Path>,
     ) -> Result<Self, ChainError> {
         let internal = |e: openssl::error::ErrorStack| ChainError::Internal(e.to_string());
-        let Context { mut builder, level } = context;
+        let Context { mut builder } = context;
         // (Its existence was checked by Pending::load, as libpq stat()s it first.)
         if is_system(root) {
             builder.set_default_verify_paths().map_err(internal)?;
@@ -205,54 +201,24 @@ impl Chain {
             && utf8(crl_file)
             && utf8(crl_dir)
             && builder.load_verify_locations(crl_file, crl_dir).is_ok();
-        let store = builder.cert_store_mut();
-        let mut param = openssl::x509::verify::X509VerifyParam::new().map_err(internal)?;
-        param.set_auth_level(i32::try_from(level).unwrap_or(i32::MAX));
-        store.set_param(&param).map_err(internal)?;
         if crl_loaded {
+            let store = builder.cert_store_mut();
             store.set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL).map_err(internal)?;
         }
-        store.set_purpose(X509PurposeId::SSL_SERVER).map_err(internal)?;
+        builder.set_verify(SslVerifyMode::PEER);
         Ok(Self { context: builder.build(), crl_loaded })
+    }
+
+    /// The context the check's session runs on.
+    #[must_use]
+    pub fn context(&self) -> &SslContext {
+        &self.context
     }
 
     /// Whether a CRL was loaded (and so revocation is checked).
     #[must_use]
     pub fn crl_checked(&self) -> bool {
         self.crl_loaded
-    }
-
-    fn store(&self) -> &X509StoreRef {
-        self.context.cert_store()
-    }
-
-    /// `X509_verify_cert` on the chain the server sent (the parsed leaf, then the others as
-    /// DER). On success, the chain OpenSSL built, leaf to trust anchor.
-    pub fn verify(&self, leaf: &X509Ref, intermediates: &[&[u8]]) -> Result<Vec<CertInfo>, ChainError> {
-        let mut untrusted = Stack::new().map_err(|e| ChainError::Internal(e.to_string()))?;
-        for der in intermediates {
-            let cert = X509::from_der(der).map_err(|_| ChainError::Unparsable)?;
-            untrusted.push(cert).map_err(|e| ChainError::Internal(e.to_string()))?;
-        }
-        let mut ctx = X509StoreContext::new().map_err(|e| ChainError::Internal(e.to_string()))?;
-        let outcome = ctx
-            .init(self.store(), leaf, &untrusted, |c| {
-                let ok = c.verify_cert()?;
-                let subject = c
-                    .current_cert()
-                    .map(|cert| format!(", {}", super::info::name_line(cert.subject_name())))
-                    .unwrap_or_default();
-                let built: Vec<CertInfo> =
-                    c.chain().map(|chain| chain.iter().map(cert_info).collect()).unwrap_or_default();
-                Ok((ok, c.error(), c.error_depth(), subject, built))
-            })
-            .map_err(|e| ChainError::Internal(e.to_string()))?;
-        match outcome {
-            (true, _, _, _, built) => Ok(built),
-            (false, error, depth, subject, _) => {
-                Err(ChainError::Refused { reason: error.error_string().to_owned(), depth, subject })
-            }
-        }
     }
 }
 

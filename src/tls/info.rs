@@ -2,7 +2,7 @@
 //! the names libpq matches the host against. Everything here is public information.
 
 use openssl::nid::Nid;
-use openssl::x509::{X509, X509NameRef, X509Ref};
+use openssl::x509::{X509NameRef, X509Ref};
 use serde::Serialize;
 
 use super::hostname::{PeerNames, San};
@@ -94,33 +94,8 @@ pub(crate) fn peer_names(cert: &X509Ref) -> PeerNames {
     PeerNames { sans, common_name }
 }
 
-/// Parses DER; `None` when OpenSSL cannot.
-pub(crate) fn parse(der: &[u8]) -> Option<X509> {
-    X509::from_der(der).ok()
-}
-
-/// The SubjectPublicKeyInfo of a DER certificate, as the bytes written in it. OpenSSL's own
-/// route (`d2i_X509`, then `i2d_PUBKEY`) runs its 3.x decoders and encoders: about 10 million
-/// instructions for one RSA-4096 certificate, a millisecond of the check. `None` when `der` is
-/// not shaped like a certificate.
-pub(crate) fn spki(der: &[u8]) -> Option<&[u8]> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, certificate, _) = tlv(der)? else { return None };
-    let (SEQUENCE, tbs, _) = tlv(certificate)? else { return None };
-    let mut rest = tbs;
-    // version [0] EXPLICIT: absent in X.509 v1 certificates, which libpq accepts.
-    if rest.first() == Some(&0xa0) {
-        rest = tlv(rest)?.2;
-    }
-    // serialNumber, signature, issuer, validity, subject
-    for _ in 0..5 {
-        rest = tlv(rest)?.2;
-    }
-    let (SEQUENCE, _, after) = tlv(rest)? else { return None };
-    rest.get(..rest.len() - after.len())
-}
-
-/// The hash an RSASSA-PSS signature on a DER certificate uses: the hashAlgorithm in the
+/// The hash an RSASSA-PSS signature on a DER certificate uses (rust-openssl has no binding for
+/// `X509_get_signature_info`, which libpq calls, and this crate has no unsafe code): the hashAlgorithm in the
 /// parameters of the certificate's (outer) signatureAlgorithm, as the OID's DER contents
 /// ([`SHA1_OID`], the default, when the parameters do not say). `None` when `der` is not shaped
 /// like a certificate.
@@ -161,66 +136,4 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         (bytes.iter().fold(0, |len, b| len << 8 | usize::from(*b)), rest)
     };
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-#[cfg(test)]
-mod tests {
-    use openssl::asn1::Asn1Time;
-    use openssl::hash::MessageDigest;
-    use openssl::pkey::{PKey, Private};
-    use openssl::x509::X509Builder;
-    use openssl::x509::extension::SubjectAlternativeName;
-
-    use super::*;
-
-    fn cert(key: &PKey<Private>, version: i32, digest: MessageDigest) -> Vec<u8> {
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(version).unwrap();
-        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "db.example").unwrap();
-        let name = name.build();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(3).unwrap()).unwrap();
-        if version == 2 {
-            let san = SubjectAlternativeName::new().dns("db.example").build(&b.x509v3_context(None, None)).unwrap();
-            b.append_extension(san).unwrap();
-        }
-        b.sign(key, digest).unwrap();
-        b.build().to_der().unwrap()
-    }
-
-    #[test]
-    fn spki_is_the_key_openssl_reads() {
-        let ec = openssl::ec::EcKey::generate(
-            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
-        )
-        .unwrap();
-        let keys = [
-            (PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap(), MessageDigest::sha256()),
-            (PKey::from_ec_key(ec).unwrap(), MessageDigest::sha256()),
-            (PKey::generate_ed25519().unwrap(), MessageDigest::null()),
-        ];
-        for (key, digest) in &keys {
-            for version in [0, 2] {
-                let der = cert(key, version, *digest);
-                let expected = X509::from_der(&der).unwrap().public_key().unwrap().public_key_to_der().unwrap();
-                assert_eq!(spki(&der), Some(expected.as_slice()), "{:?} v{}", key.id(), version + 1);
-            }
-        }
-    }
-
-    #[test]
-    fn spki_refuses_what_is_not_a_certificate() {
-        let key = PKey::generate_ed25519().unwrap();
-        let der = cert(&key, 2, MessageDigest::null());
-        for cut in [0, 1, 2, 10, der.len() / 2, der.len() - 1] {
-            assert_eq!(spki(&der[..cut]), None, "cut at {cut}");
-        }
-        assert_eq!(spki(b"\x04\x03abc"), None);
-        // A length wider than four bytes is refused, not wrapped.
-        assert_eq!(spki(b"\x30\x85\x01\x00\x00\x00\x00"), None);
-    }
 }

@@ -1,7 +1,8 @@
-//! The TLS transport the check's connection runs over: rustls, told the SNI name libpq would
-//! send, with SCRAM's channel binding computed as libpq computes it; the negotiated protocol and
-//! cipher, and whether the SASL exchange offered and chose channel binding, are kept for the
-//! check and its report (so that no query is needed to learn them).
+//! The TLS transport the check's connection runs over: OpenSSL (tokio-openssl) on the context
+//! [`super::chain`] made, finished per connection as libpq finishes it, with SCRAM's channel
+//! binding computed as libpq computes it; the negotiated protocol and cipher, and whether the
+//! SASL exchange offered and chose channel binding, are kept for the check and its report (so
+//! that no query is needed to learn them).
 
 use std::future::Future;
 use std::io;
@@ -9,16 +10,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::sync::PoisonError;
+use std::time::Instant;
+
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
+use openssl::ssl::{Ssl, SslRef, SslVerifyMode};
 use openssl::x509::X509Ref;
-use rustls::pki_types::ServerName;
-use rustls::{CipherSuite, ProtocolVersion};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
-use super::LibpqVerifier;
+use super::{CertInfo, ChainError, ClientIdentity, Refusal, Session, info};
+use crate::plan::TlsRange;
 
 /// The session's protocol and cipher, named as OpenSSL (and so `pg_stat_ssl`) names them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -32,31 +36,10 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    fn of(version: Option<ProtocolVersion>, suite: Option<CipherSuite>) -> Self {
-        let version = match version {
-            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
-            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
-            other => other.map(|v| format!("{v:?}")).unwrap_or_default(),
-        };
-        let (cipher, bits) = suite.map(openssl_name).unwrap_or_default();
-        Self { version, cipher, bits }
+    fn of(ssl: &SslRef) -> Self {
+        let (cipher, bits) = ssl.current_cipher().map(|c| (c.name().to_owned(), c.bits().secret)).unwrap_or_default();
+        Self { version: ssl.version_str().to_owned(), cipher, bits }
     }
-}
-
-/// OpenSSL's name for a suite (rustls uses the IANA names, TLS 1.3's with a `TLS13_` prefix),
-/// and its key size.
-fn openssl_name(suite: CipherSuite) -> (String, i32) {
-    let iana = format!("{suite:?}").replacen("TLS13_", "TLS_", 1);
-    let name = openssl::ssl::cipher_name(&iana);
-    let name = if name == "(NONE)" { iana.clone() } else { name.to_owned() };
-    let bits = if iana.contains("_128_") {
-        128
-    } else if iana.contains("_256_") || iana.contains("CHACHA20") {
-        256
-    } else {
-        0
-    };
-    (name, bits)
 }
 
 /// The `tls-server-end-point` channel binding data of the server's certificate, as libpq's
@@ -94,18 +77,21 @@ fn pss_digest(oid: &[u8]) -> Option<Nid> {
     }
 }
 
-/// tokio-postgres' TLS maker for the check: one per check, sharing its verifier.
+/// tokio-postgres' TLS maker for the check: one per check, sharing its session record.
 #[derive(Debug, Clone)]
 pub struct MakeConnect {
-    config: Arc<rustls::ClientConfig>,
-    verifier: Arc<LibpqVerifier>,
+    session: Arc<Session>,
+    client: Option<Arc<ClientIdentity>>,
+    range: TlsRange,
+    sni: bool,
 }
 
 impl MakeConnect {
-    /// Connections made with `config`, whose verifier is `verifier`.
+    /// Connections recorded in `session`, presenting `client`, within `range`, with SNI when
+    /// `sni` (`PGSSLSNI`) and libpq's rule allow.
     #[must_use]
-    pub fn new(config: Arc<rustls::ClientConfig>, verifier: Arc<LibpqVerifier>) -> Self {
-        Self { config, verifier }
+    pub fn new(session: Arc<Session>, client: Option<ClientIdentity>, range: TlsRange, sni: bool) -> Self {
+        Self { session, client: client.map(Arc::new), range, sni }
     }
 }
 
@@ -118,18 +104,83 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, host: &str) -> Result<Connect, io::Error> {
-        let name =
-            ServerName::try_from(super::sni_name(host)).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(Connect { config: self.config.clone(), verifier: self.verifier.clone(), name })
+        let sni = (self.sni && super::sends_sni(host)).then(|| host.to_owned());
+        Ok(Connect { session: self.session.clone(), client: self.client.clone(), range: self.range, sni })
     }
 }
 
 /// One handshake.
 #[derive(Debug)]
 pub struct Connect {
-    config: Arc<rustls::ClientConfig>,
-    verifier: Arc<LibpqVerifier>,
-    name: ServerName<'static>,
+    session: Arc<Session>,
+    client: Option<Arc<ClientIdentity>>,
+    range: TlsRange,
+    sni: Option<String>,
+}
+
+/// A failed handshake, in libpq's words ("SSL error: …").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandshakeFailed(pub String);
+
+/// What the verify callback saw: when it was first called, the first failure, and the chain
+/// OpenSSL built.
+#[derive(Default)]
+struct Verification {
+    started: Option<Instant>,
+    failure: Option<ChainError>,
+    built: Vec<CertInfo>,
+}
+
+impl Connect {
+    /// The `SSL` for this connection, as libpq's `initialize_SSL` finishes it: the range, SNI,
+    /// the client certificate and key, and a verify callback that, as
+    /// libpq's, returns OpenSSL's verdict unchanged (it only notes what OpenSSL saw).
+    fn ssl(&self, verification: &Arc<std::sync::Mutex<Verification>>) -> Result<Ssl, io::Error> {
+        let chain = self.session.chain().map_err(|e| {
+            self.session.update(|seen| seen.refusal = Some(Refusal::Chain(e.clone())));
+            io::Error::other(HandshakeFailed(e.to_string()))
+        })?;
+        let internal = |e: openssl::error::ErrorStack| io::Error::other(HandshakeFailed(format!("SSL error: {e}")));
+        let mut ssl = Ssl::new(chain.context()).map_err(internal)?;
+        // libpq always sets the minimum (TLSv1.2 by default), the maximum only when asked: an
+        // openssl.cnf MaxProtocol otherwise stands, for both.
+        ssl.set_min_proto_version(Some(self.range.min)).map_err(internal)?;
+        if let Some(max) = self.range.max {
+            ssl.set_max_proto_version(Some(max)).map_err(internal)?;
+        }
+        if let Some(host) = &self.sni {
+            ssl.set_hostname(host).map_err(internal)?;
+        }
+        if let Some(id) = &self.client {
+            let (leaf, rest) = id.chain.split_first().ok_or_else(|| internal(openssl::error::ErrorStack::get()))?;
+            ssl.set_certificate(leaf).map_err(internal)?;
+            for cert in rest {
+                ssl.add_chain_cert(cert.clone()).map_err(internal)?;
+            }
+            // (That the key is the certificate's was checked when it was read, in libpq's words.)
+            ssl.set_private_key(&id.key).map_err(internal)?;
+        }
+        let noted = verification.clone();
+        ssl.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+            let mut v = noted.lock().unwrap_or_else(PoisonError::into_inner);
+            v.started.get_or_insert_with(Instant::now);
+            if !ok && v.failure.is_none() {
+                let subject =
+                    ctx.current_cert().map(|c| format!(", {}", info::name_line(c.subject_name()))).unwrap_or_default();
+                v.failure = Some(ChainError::Refused {
+                    reason: ctx.error().error_string().to_owned(),
+                    depth: ctx.error_depth(),
+                    subject,
+                });
+            }
+            if ok && ctx.error_depth() == 0 {
+                v.built = ctx.chain().map(|c| c.iter().map(info::cert_info).collect()).unwrap_or_default();
+            }
+            ok
+        });
+        Ok(ssl)
+    }
 }
 
 impl<S> TlsConnect<S> for Connect
@@ -142,13 +193,69 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let tls = tokio_rustls::TlsConnector::from(self.config).connect(self.name, stream).await?;
-            let (_, session) = tls.get_ref();
-            let negotiated =
-                Negotiated::of(session.protocol_version(), session.negotiated_cipher_suite().map(|s| s.suite()));
-            self.verifier.negotiated(negotiated);
-            Ok(Stream { tls, verifier: self.verifier, first_reply: Some(Vec::new()), awaiting_choice: false })
+            let verification = Arc::new(std::sync::Mutex::new(Verification::default()));
+            let ssl = self.ssl(&verification)?;
+            let mut tls = tokio_openssl::SslStream::new(ssl, stream)
+                .map_err(|e| io::Error::other(HandshakeFailed(format!("SSL error: {e}"))))?;
+            let handshake = Pin::new(&mut tls).connect().await;
+            let v = std::mem::take(&mut *verification.lock().unwrap_or_else(PoisonError::into_inner));
+            let verified_at = Instant::now();
+            let ssl = tls.ssl();
+            let sent: Vec<CertInfo> =
+                ssl.peer_cert_chain().map(|c| c.iter().map(info::cert_info).collect()).unwrap_or_default();
+            if let Err(e) = handshake {
+                let refusal = v.failure.map(Refusal::Chain);
+                let words = match &refusal {
+                    Some(refusal) => refusal.to_string(),
+                    None => libpq_words(&e),
+                };
+                self.session.update(|seen| {
+                    seen.chain = sent;
+                    seen.refusal = refusal;
+                });
+                return Err(io::Error::other(HandshakeFailed(words)));
+            }
+            let leaf = ssl
+                .peer_certificate()
+                .ok_or_else(|| io::Error::other(HandshakeFailed("SSL error: the server sent no certificate".into())))?;
+            // libpq checks the name once the handshake is done, with its own rules.
+            let named = self.session.check_name(&leaf);
+            let end_point = leaf.to_der().map_err(|e| e.to_string()).and_then(|der| end_point(&leaf, &der));
+            let negotiated = Negotiated::of(ssl);
+            let refused = named.as_ref().err().map(ToString::to_string);
+            self.session.update(|seen| {
+                seen.verified = v.started.map(|started| (started, verified_at));
+                seen.negotiated = Some(negotiated);
+                match named {
+                    Ok(()) => {
+                        seen.chain = v.built;
+                        seen.end_point = Some(end_point);
+                    }
+                    Err(refusal) => {
+                        seen.chain = sent;
+                        seen.refusal = Some(refusal);
+                    }
+                }
+            });
+            if let Some(words) = refused {
+                return Err(io::Error::other(HandshakeFailed(words)));
+            }
+            Ok(Stream { tls, session: self.session, first_reply: Some(Vec::new()), awaiting_choice: false })
         })
+    }
+}
+
+/// A handshake failure as libpq reports it: `SSL error: ` and OpenSSL's first reason, or
+/// `SSL SYSCALL error: EOF detected` when the server closed the connection.
+fn libpq_words(e: &openssl::ssl::Error) -> String {
+    if let Some(stack) = e.ssl_error()
+        && let Some(reason) = stack.errors().first().and_then(openssl::error::Error::reason)
+    {
+        return format!("SSL error: {reason}");
+    }
+    match e.io_error() {
+        Some(io) => format!("SSL SYSCALL error: {io}"),
+        None => "SSL SYSCALL error: EOF detected".to_owned(),
     }
 }
 
@@ -158,8 +265,8 @@ where
 /// channel_binding=prefer, and still reports whether the session is bound).
 #[derive(Debug)]
 pub struct Stream<S> {
-    tls: tokio_rustls::client::TlsStream<S>,
-    verifier: Arc<LibpqVerifier>,
+    tls: tokio_openssl::SslStream<S>,
+    session: Arc<Session>,
     /// The server's first message so far, until it is complete (then `None`).
     first_reply: Option<Vec<u8>>,
     /// A SASL request was seen: the client's next message answers it.
@@ -197,7 +304,7 @@ fn first_reply(bytes: &[u8]) -> FirstReply {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
     fn channel_binding(&self) -> ChannelBinding {
-        self.verifier.end_point().map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
+        self.session.end_point().map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
     }
 }
 
@@ -212,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
                 FirstReply::Partial if first.len() < FIRST_REPLY_MAX + 5 && buf.filled().len() > before => {}
                 FirstReply::Sasl { plus } => {
                     self.first_reply = None;
-                    self.verifier.sasl_offered(plus);
+                    self.session.sasl_offered(plus);
                     self.awaiting_choice = true;
                 }
                 _ => self.first_reply = None,
@@ -227,7 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
         // The SASLInitialResponse: 'p', its length, then the mechanism's name.
         if self.awaiting_choice && buf.first() == Some(&b'p') {
             self.awaiting_choice = false;
-            self.verifier.sasl_chosen(buf.get(5..).is_some_and(|m| m.starts_with(b"SCRAM-SHA-256-PLUS\0")));
+            self.session.sasl_chosen(buf.get(5..).is_some_and(|m| m.starts_with(b"SCRAM-SHA-256-PLUS\0")));
         }
         Pin::new(&mut self.tls).poll_write(cx, buf)
     }
@@ -313,23 +420,5 @@ mod tests {
         let defaults = [&[0x30, 0x11][..], &tbs, &[0x30, 0x0d][..], &pss_oid, &[0x30, 0x00][..]].concat();
         assert_eq!(super::super::info::pss_hash(&defaults), Some(super::super::info::SHA1_OID));
         assert_eq!(super::super::info::pss_hash(&cert[..cert.len() - 3]), None);
-    }
-
-    #[test]
-    fn every_suite_rustls_offers_gets_openssl_name_and_key_size() {
-        let names: Vec<(String, i32)> =
-            rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| openssl_name(s.suite())).collect();
-        for expected in [
-            ("TLS_AES_256_GCM_SHA384", 256),
-            ("TLS_AES_128_GCM_SHA256", 128),
-            ("TLS_CHACHA20_POLY1305_SHA256", 256),
-            ("ECDHE-RSA-AES256-GCM-SHA384", 256),
-            ("ECDHE-RSA-AES128-GCM-SHA256", 128),
-            ("ECDHE-RSA-CHACHA20-POLY1305", 256),
-            ("ECDHE-ECDSA-AES256-GCM-SHA384", 256),
-        ] {
-            assert!(names.contains(&(expected.0.to_owned(), expected.1)), "{expected:?} not in {names:?}");
-        }
-        assert!(names.iter().all(|(name, bits)| !name.starts_with("TLS13_") && matches!(bits, 128 | 256)), "{names:?}");
     }
 }

@@ -119,6 +119,33 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
         assert_eq!(r["channel_binding"], true, "tls-server-end-point as libpq computes it: {run}");
     }
 
+    // Issue 14: the session is libpq's OpenSSL, so a TLS 1.2 server that offers only a CBC suite
+    // (beyond rustls) is reached as libpq reaches it, and named as pg_stat_ssl names it.
+    let cbc_dir = s.root.join(unique("pg-cbc"));
+    let cbc = Pg::start_custom(
+        &cbc_dir,
+        &s.certs.server_cert,
+        &s.certs.server_key,
+        true,
+        support::free_port_pair(),
+        None,
+        Some(support::pg::Custom {
+            conf: "ssl_max_protocol_version = 'TLSv1.2'\nssl_ciphers = 'ECDHE-ECDSA-AES128-SHA256'\n",
+            hba: Some("local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"),
+            openssl_conf: None,
+        }),
+    );
+    let role = unique("cbc");
+    let password = canary();
+    cbc.create_role(&role, &password);
+    let run = Run::of(launcher_as(&home, cbc.port, &role, &password).args(["check", "--output", "json"]));
+    run.assert_ok().assert_no_leak(&password);
+    let r = report(&run);
+    let ours =
+        [&r["version"], &r["cipher"], &r["bits"]].map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+    assert_eq!(ours[1], "ECDHE-ECDSA-AES128-SHA256", "{run}");
+    assert_eq!(ours.to_vec(), libpq_session(cbc.port, &role, &password), "{run}");
+
     // PGSSLMINPROTOCOLVERSION / PGSSLMAXPROTOCOLVERSION bound the check as they bound libpq.
     let role = unique("tlsv");
     let password = canary();
@@ -134,6 +161,14 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
             .unwrap();
         (run, String::from_utf8_lossy(&libpq.stdout).trim().to_owned())
     };
+    // TLS 1.0/1.1 are libpq's to try, and the system's OpenSSL to refuse, for both alike.
+    let old = [("PGSSLMINPROTOCOLVERSION", "TLSv1"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.1")];
+    let run = Run::of(launcher_as(&home, s.pg.port, &role, &password).envs(old).arg("check"));
+    let libpq = psql_as(s.pg.port, &role, &password, "select 1").envs(old).output().unwrap();
+    let libpq_error = String::from_utf8_lossy(&libpq.stderr);
+    assert!(!libpq.status.success(), "{libpq_error}");
+    let reason = libpq_error.lines().next().and_then(|l| l.rsplit_once("failed: ")).map(|(_, r)| r.trim()).unwrap();
+    run.assert_fails(76, reason);
     let (run, libpq) = both(tls12.port, "PGSSLMINPROTOCOLVERSION", "TLSv1.3");
     assert_eq!((run.code, libpq.as_str()), (76, ""), "a TLS 1.2 server under a TLS 1.3 minimum: {run}");
     let (run, libpq) = both(s.pg.port, "PGSSLMAXPROTOCOLVERSION", "TLSv1.2");

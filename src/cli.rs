@@ -3,22 +3,24 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const AFTER_HELP: &str = "\
-Examples:
+/// The text after `--help`'s options: examples, then the exit codes from [`Exit::ALL`].
+fn after_help() -> String {
+    format!(
+        "Examples:
   launcher --credentials vault:secret/app/db --ca vault:secret/app/db#ca_pem -- ./app --flag
   launcher check --credentials vault:secret/app/db --ca file:/etc/ssl/db-ca.pem
   launcher env --credentials vault:secret/app/db --ca vault:secret/app/db#ca_pem --format shell
 
 References are SOURCE:PATH[#FIELD]: vault:secret/app/db, vault:secret/app/db#ca_pem, file:/run/ca.pem.
-Exit codes: 64 usage, 65 bad secret content, 69 store or database unreachable, 70 internal,
-73 runtime file, 75 still unreachable when --wait ran out, 76 TLS certificate refused,
-77 permission/authentication denied, 78 configuration, 126 command not executable, 127 command
-not found, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM before the app started; otherwise the
-app's own.";
+{}",
+        crate::error::Exit::help()
+    )
+}
 
 /// Fetch PostgreSQL credentials and CA from a secret store, verify the TLS connection the way
 /// libpq's sslmode=verify-full would, then exec the app with the libpq environment.
@@ -29,7 +31,7 @@ app's own.";
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     args_override_self = true,
-    after_help = AFTER_HELP
+    after_help = after_help()
 )]
 pub struct Cli {
     /// `check` or `env`; without one, the launcher runs PROGRAM.
@@ -81,7 +83,7 @@ pub enum Command {
 }
 
 /// Vault login methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VaultAuth {
     /// A token.
@@ -95,7 +97,7 @@ pub enum VaultAuth {
 }
 
 /// How the password reaches the app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PasswordVia {
     /// `PGPASSWORD` (what the seed article does).
@@ -105,7 +107,7 @@ pub enum PasswordVia {
 }
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `launcher: …`
@@ -138,11 +140,13 @@ pub enum EnvFormat {
 /// app's environment.
 // Each bool is an independent on/off flag the user types; an enum would not read better.
 #[allow(clippy::struct_excessive_bools)]
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// A TOML file with any of these options under their long names (`vault-addr = "…"`);
     /// flags and their environment variables win over it.
     #[arg(long, env = "LAUNCHER_CONFIG", value_name = "PATH")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 
     /// Database credentials: a reference to a secret with username/user, password and optionally
@@ -225,8 +229,9 @@ pub struct Options {
     /// Retry while the secret store or the database is unreachable or starting up, with
     /// jittered exponential back-off, for at most this long (e.g. 30s, 2m). Refused
     /// certificates and failed authentication are never retried. Default: no waiting.
-    #[arg(long, env = "LAUNCHER_WAIT", value_name = "DURATION", value_parser = crate::plan::parse_duration)]
-    pub wait: Option<std::time::Duration>,
+    #[arg(long, env = "LAUNCHER_WAIT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "duration")]
+    pub wait: Option<Duration>,
 
     /// Warn when a certificate in the server's chain expires within this many days [default: 30].
     #[arg(long, env = "LAUNCHER_EXPIRY_WARNING", value_name = "DAYS")]
@@ -256,8 +261,9 @@ pub struct Options {
 
     /// Refuse to launch when dynamic credentials expire sooner than this (the earlier of the
     /// lease's and the Vault token's expiry), e.g. 1h.
-    #[arg(long, env = "LAUNCHER_MIN_TTL", value_name = "DURATION", value_parser = crate::plan::parse_duration)]
-    pub min_ttl: Option<std::time::Duration>,
+    #[arg(long, env = "LAUNCHER_MIN_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "duration")]
+    pub min_ttl: Option<Duration>,
 
     /// Tell the app about the credentials' lease: DB_CREDENTIALS_LEASE_ID and
     /// DB_CREDENTIALS_EXPIRES_AT (RFC 3339, UTC), so that it or its supervisor can restart in time.
@@ -280,4 +286,43 @@ pub struct Options {
     /// Only warnings and errors on stderr.
     #[arg(long, short, env = "LAUNCHER_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
+}
+
+/// `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("\"{text}\" is not a duration like 30s, 2m or 500ms"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("\"{text}\": unknown unit \"{unit}\" (use ms, s, m or h)")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("\"{text}\" is too long"))
+}
+
+/// Durations in the configuration file, written as on the command line (`"30s"`).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    // serde's `with` hands the field by reference: `&Option<_>` is its signature, not a choice.
+    #[allow(clippy::ref_option)]
+    pub(super) fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => super::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }

@@ -2,61 +2,16 @@
 //! have, under the flag's name (`vault-addr = "…"`), so that a systemd unit or a Dockerfile can
 //! say `launcher --config /etc/launcher/app.toml -- /usr/bin/app`. A flag wins over its
 //! environment variable, which wins over the file. Unknown keys are errors naming the key and
-//! its line.
+//! its line. The keys are not written here: the file is read into [`Options`] itself, whose
+//! serde names are the long flags' (a test holds them to `Cli::command()`).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use serde::Deserialize;
-
-use crate::cli::{LogFormat, Options, PasswordVia};
+use crate::cli::Options;
 use crate::error::{Error, Exit};
 
-/// The file's content. Field names are the long flags'.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ConfigFile {
-    credentials: Option<String>,
-    ca: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
-    dbname: Option<String>,
-    user: Option<String>,
-    vault_addr: Option<String>,
-    vault_token_file: Option<PathBuf>,
-    vault_cacert: Option<PathBuf>,
-    vault_auth: Option<crate::cli::VaultAuth>,
-    vault_auth_mount: Option<String>,
-    vault_role_id_file: Option<PathBuf>,
-    vault_secret_id_file: Option<PathBuf>,
-    vault_secret_id_wrapped: Option<bool>,
-    vault_role: Option<String>,
-    vault_jwt_file: Option<PathBuf>,
-    connect_timeout: Option<u64>,
-    #[serde(default, deserialize_with = "duration")]
-    wait: Option<Duration>,
-    expiry_warning: Option<u32>,
-    #[serde(default, deserialize_with = "duration")]
-    min_ttl: Option<Duration>,
-    export_lease: Option<bool>,
-    password_via: Option<PasswordVia>,
-    database_url: Option<String>,
-    runtime_dir: Option<PathBuf>,
-    pristine: Option<bool>,
-    #[serde(default)]
-    keep_env: Vec<String>,
-    log_format: Option<LogFormat>,
-    verbose: Option<bool>,
-    quiet: Option<bool>,
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    crate::plan::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
-}
-
 /// Reads and parses the file.
-pub fn load(path: &Path) -> Result<ConfigFile, Error> {
+pub fn load(path: &Path) -> Result<Options, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::new(Exit::Config, e).context(format!("config {}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
@@ -66,52 +21,40 @@ pub fn load(path: &Path) -> Result<ConfigFile, Error> {
     })
 }
 
-impl ConfigFile {
-    /// Fills every option the command line and the environment left unset.
-    pub fn fill(self, o: &mut Options) {
-        fn or<T>(slot: &mut Option<T>, value: Option<T>) {
-            if slot.is_none() {
-                *slot = value;
-            }
-        }
-        or(&mut o.credentials, self.credentials);
-        or(&mut o.ca, self.ca);
-        or(&mut o.host, self.host);
-        or(&mut o.port, self.port);
-        or(&mut o.dbname, self.dbname);
-        or(&mut o.user, self.user);
-        or(&mut o.vault_addr, self.vault_addr);
-        or(&mut o.vault_token_file, self.vault_token_file);
-        or(&mut o.vault_cacert, self.vault_cacert);
-        or(&mut o.vault_auth, self.vault_auth);
-        or(&mut o.vault_auth_mount, self.vault_auth_mount);
-        or(&mut o.vault_role_id_file, self.vault_role_id_file);
-        or(&mut o.vault_secret_id_file, self.vault_secret_id_file);
-        or(&mut o.vault_role, self.vault_role);
-        or(&mut o.vault_jwt_file, self.vault_jwt_file);
-        o.vault_secret_id_wrapped |= self.vault_secret_id_wrapped.unwrap_or(false);
-        or(&mut o.connect_timeout, self.connect_timeout);
-        or(&mut o.wait, self.wait);
-        or(&mut o.expiry_warning, self.expiry_warning);
-        or(&mut o.min_ttl, self.min_ttl);
-        o.export_lease |= self.export_lease.unwrap_or(false);
-        or(&mut o.password_via, self.password_via);
-        or(&mut o.database_url, self.database_url);
-        or(&mut o.runtime_dir, self.runtime_dir);
-        or(&mut o.log_format, self.log_format);
-        o.pristine |= self.pristine.unwrap_or(false);
-        o.verbose |= self.verbose.unwrap_or(false);
-        o.quiet |= self.quiet.unwrap_or(false);
-        if o.keep_env.is_empty() {
-            o.keep_env = self.keep_env;
+/// `given` (the command line and the environment) with every option it left unset (`None`,
+/// `false`, empty) taken from `file`.
+pub fn fill(given: &mut Options, file: Options) -> Result<(), Error> {
+    let internal = |e: serde_json::Error| Error::new(Exit::Software, e).context("merging the config file");
+    let serde_json::Value::Object(mut merged) = serde_json::to_value(&*given).map_err(internal)? else {
+        return Err(Error::msg(Exit::Software, "options are not an object"));
+    };
+    let serde_json::Value::Object(from_file) = serde_json::to_value(file).map_err(internal)? else {
+        return Err(Error::msg(Exit::Software, "options are not an object"));
+    };
+    for (key, value) in from_file {
+        let unset = match merged.get(&key) {
+            None | Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => true,
+            Some(serde_json::Value::Array(items)) => items.is_empty(),
+            Some(_) => false,
+        };
+        if unset {
+            merged.insert(key, value);
         }
     }
+    let config = given.config.take();
+    *given = serde_json::from_value(serde_json::Value::Object(merged)).map_err(internal)?;
+    given.config = config;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
-    use clap::Parser;
+    use crate::cli::PasswordVia;
+    use clap::{CommandFactory, Parser};
 
     fn write(name: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("launcher-config-{}", std::process::id()));
@@ -125,15 +68,40 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_fills_the_rest() {
         let path = write(
             "ok.toml",
-            "credentials = \"vault:secret/a\"\nport = 6432\nwait = \"2m\"\npassword-via = \"passfile\"\nkeep-env = [\"A\"]\n",
+            "credentials = \"vault:secret/a\"\nport = 6432\nwait = \"2m\"\npassword-via = \"passfile\"\n\
+             keep-env = [\"A\"]\nclient-cert = \"vault-pki:pki/issue/app\"\npristine = true\n",
         );
         let mut o = crate::cli::Cli::parse_from(["launcher", "--port", "7000", "--", "true"]).options;
-        load(&path).unwrap().fill(&mut o);
+        fill(&mut o, load(&path).unwrap()).unwrap();
         assert_eq!(o.credentials.as_deref(), Some("vault:secret/a"));
         assert_eq!(o.port, Some(7000));
         assert_eq!(o.wait, Some(Duration::from_mins(2)));
         assert_eq!(o.password_via, Some(PasswordVia::Passfile));
         assert_eq!(o.keep_env, ["A"]);
+        assert_eq!(o.client_cert.as_deref(), Some("vault-pki:pki/issue/app"), "every option is a key");
+        assert!(o.pristine);
+    }
+
+    #[test]
+    fn every_long_option_is_a_config_key_and_the_readme_lists_it() {
+        let command = crate::cli::Cli::command();
+        let mut longs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .filter(|l| l != "config" && l != "help" && l != "version")
+            .collect();
+        longs.sort();
+        let serde_json::Value::Object(keys) = serde_json::to_value(Options::default()).unwrap() else { panic!() };
+        let mut keys: Vec<String> = keys.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, longs, "config keys against the command line");
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = readme.split("\n## Options\n").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
+        for long in longs.iter().chain(std::iter::once(&"config".to_owned())) {
+            assert!(table.contains(&format!("| `--{long}")), "README's options table lacks --{long}");
+        }
+        let listed = table.lines().filter(|l| l.starts_with("| `--")).count();
+        assert_eq!(listed, longs.len() + 1, "README lists an option the command line does not have");
     }
 
     #[test]
@@ -147,5 +115,7 @@ mod tests {
         let path = write("bad3.toml", "password-via = \"carrier-pigeon\"\n");
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("line 1: unknown variant `carrier-pigeon`"), "{e}");
+        let path = write("bad4.toml", "config = \"/etc/other.toml\"\n");
+        assert!(load(&path).unwrap_err().to_string().contains("unknown field `config`"));
     }
 }

@@ -2,6 +2,7 @@
 //! The app's exit status is never touched: after `exec` the launcher no longer exists.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use launcher_core::{ErrorKind, SourceError};
 
@@ -41,6 +42,55 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Every code, in order: `--help`, the README's table and [`Exit::code`] are checked
+    /// against this list.
+    pub const ALL: [Exit; 14] = [
+        Self::Usage,
+        Self::DataErr,
+        Self::Unavailable,
+        Self::Software,
+        Self::CantCreate,
+        Self::TempFail,
+        Self::Tls,
+        Self::NoPerm,
+        Self::Config,
+        Self::NotExecutable,
+        Self::NotFound,
+        Self::HungUp,
+        Self::Interrupted,
+        Self::Terminated,
+    ];
+
+    /// What the code means, in a few words (for `--help`; the README says more).
+    #[must_use]
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Usage => "usage",
+            Self::DataErr => "bad secret content",
+            Self::Unavailable => "store or database unreachable",
+            Self::Software => "internal error",
+            Self::CantCreate => "runtime file or directory",
+            Self::TempFail => "still unreachable when --wait ran out",
+            Self::Tls => "TLS certificate refused",
+            Self::NoPerm => "permission or authentication denied",
+            Self::Config => "configuration",
+            Self::NotExecutable => "command not executable",
+            Self::NotFound => "command not found",
+            Self::HungUp => "SIGHUP before the app started",
+            Self::Interrupted => "SIGINT before the app started",
+            Self::Terminated => "SIGTERM before the app started",
+        }
+    }
+
+    /// The exit codes, as `--help` lists them.
+    #[must_use]
+    pub fn help() -> String {
+        Self::ALL.iter().fold("Exit codes (otherwise the app's own):".to_owned(), |mut out, e| {
+            let _ = write!(out, "\n  {:<4}{}", e.code(), e.meaning());
+            out
+        })
+    }
+
     /// The process exit status.
     #[must_use]
     pub fn code(self) -> u8 {
@@ -151,5 +201,32 @@ pub trait ResultExt<T> {
 impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
     fn exit(self, exit: Exit) -> Result<T, Error> {
         self.map_err(|e| Error::new(exit, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn help_and_readme_list_every_exit_code_and_no_other() {
+        let mut codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Exit::ALL.len(), "codes are distinct");
+        let help = Exit::help();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = readme.split("\n## Exit codes\n").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
+        let mut listed: Vec<u8> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| ")?.split(" |").next())
+            .flat_map(|cell| cell.split(", ").filter_map(|c| c.trim().parse::<u8>().ok()).collect::<Vec<_>>())
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, codes, "the README's exit-code table");
+        for e in Exit::ALL {
+            let line = format!("  {:<4}{}", e.code(), e.meaning());
+            assert!(help.lines().any(|l| l == line), "--help lacks {}", e.code());
+        }
     }
 }

@@ -66,7 +66,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let json_report = matches!(mode, Mode::Check(OutputFormat::Json));
     let result = (|| {
         if let Some(path) = options.config.clone() {
-            config::load(&path)?.fill(&mut options);
+            config::fill(&mut options, config::load(&path)?)?;
         }
         log::configure(options.quiet, options.verbose, options.log_format == Some(cli::LogFormat::Json));
         harden::apply();

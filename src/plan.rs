@@ -533,22 +533,6 @@ fn vault_auth(o: &Options) -> Result<launcher_vault::Auth, Error> {
     })
 }
 
-/// `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("\"{text}\" is not a duration like 30s, 2m or 500ms"))?;
-    let millis = match unit.trim() {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("\"{text}\": unknown unit \"{unit}\" (use ms, s, m or h)")),
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("\"{text}\" is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +566,7 @@ mod tests {
 
     #[test]
     fn durations() {
+        use crate::cli::parse_duration;
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
 
 use crate::error::{Error, Exit};
-use crate::plan::{ChannelBindingMode, CrlPlan, LibpqSettings, SessionAttrs};
+use crate::libpq::{ChannelBindingMode, Libpq, SessionAttrs};
 use crate::target::Target;
 use crate::tls::stream::HandshakeFailed;
 use crate::tls::{CertInfo, ClientIdentity, Pending, Refusal, Session};
@@ -67,82 +67,24 @@ pub struct ClientFiles {
     pub key: std::path::PathBuf,
 }
 
-/// The client certificate libpq presents by itself (`PGSSLCERT` or
-/// `~/.postgresql/postgresql.crt`, and its key), judged as libpq's `initialize_SSL` judges it:
-/// no certificate file is no client certificate; a certificate without its key, or a key
-/// others may read, is an error in libpq's words.
-pub fn libpq_client_files(plan: &crate::plan::LibpqClientPlan) -> Result<Option<ClientIdentity>, Error> {
-    use std::os::unix::fs::MetadataExt;
-    let Some(cert) = &plan.cert else { return Ok(None) };
-    match std::fs::metadata(cert) {
-        Ok(_) => {}
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
-            return Ok(None);
-        }
-        Err(e) => {
-            return Err(Error::msg(
-                Exit::Config,
-                format!("could not open certificate file \"{}\": {e}", cert.display()),
-            ));
-        }
-    }
-    // libpq loads the certificate before it looks for the key: one it cannot read (a
-    // directory, no permission) is that error, not a missing key.
-    let chain = ClientIdentity::read_chain(cert).map_err(|e| Error::msg(Exit::Config, e))?;
-    let Some(key) = &plan.key else {
-        return Err(Error::msg(
-            Exit::Config,
-            format!("certificate present, but not private key file for \"{}\"", cert.display()),
-        ));
-    };
-    let meta = std::fs::metadata(key).map_err(|e| {
-        let text = if e.kind() == std::io::ErrorKind::NotFound {
-            format!("certificate present, but not private key file \"{}\"", key.display())
-        } else {
-            format!("could not stat private key file \"{}\": {e}", key.display())
-        };
-        Error::msg(Exit::Config, text)
-    })?;
-    if !meta.is_file() {
-        return Err(Error::msg(Exit::Config, format!("private key file \"{}\" is not a regular file", key.display())));
-    }
-    // libpq: a root-owned key may be group-readable (0640), any other must be 0600 or less.
-    let forbidden = if meta.uid() == 0 { 0o037 } else { 0o077 };
-    if meta.mode() & forbidden != 0 {
-        return Err(Error::msg(
-            Exit::Config,
-            format!(
-                "private key file \"{}\" has group or world access; file must have permissions u=rw (0600) or less \
-                 if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
-                key.display()
-            ),
-        ));
-    }
-    // How loading the key fails (unreadable, not the certificate's) is the user's
-    // configuration too, not a secret's content.
-    ClientIdentity::with_key(&chain, key).map(Some).map_err(|e| Error::msg(Exit::Config, e))
-}
-
 /// How the check runs.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
-    /// The connection time limit.
-    pub timeout: Duration,
     /// Warn when a certificate in the chain expires within this many days.
     pub expiry_warning_days: i64,
-    /// How the app's libpq will connect.
-    pub libpq: LibpqSettings,
+    /// How the app's libpq will connect (the time limit and the CRLs too).
+    pub libpq: Libpq,
 }
 
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
 pub async fn check(
     target: &Target,
     root: &Path,
-    crl: &CrlPlan,
     options: &CheckOptions,
     client: Option<ClientIdentity>,
     openssl: Pending,
 ) -> Result<Checked, Error> {
+    let crl = &options.libpq.crl;
     let chain = openssl.load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let session = Arc::new(Session::new(chain, target.host.clone()));
     let tls = crate::tls::MakeConnect::new(session.clone(), client, options.libpq.tls, options.libpq.sni);
@@ -189,7 +131,7 @@ pub async fn check(
         Err(Failure::Timeout) => {
             return Err(Error::msg(
                 Exit::Unavailable,
-                format!("connection to {server} timed out after {}s", options.timeout.as_secs()),
+                format!("connection to {server} timed out after {}s", options.libpq.connect_timeout.as_secs()),
             ));
         }
         Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, seen.refusal)),
@@ -285,7 +227,7 @@ async fn connect(
             ChannelBindingMode::Disable => ChannelBinding::Disable,
             ChannelBindingMode::Prefer => ChannelBinding::Prefer,
         })
-        .connect_timeout(options.timeout);
+        .connect_timeout(options.libpq.connect_timeout);
     if let Some(addr) = target.hostaddr {
         config.hostaddr(addr);
     }
@@ -295,7 +237,8 @@ async fn connect(
     if let Some(password) = &target.password {
         config.password(password.expose());
     }
-    let connected = tokio::time::timeout(options.timeout + Duration::from_secs(1), config.connect(tls.clone())).await;
+    let connected =
+        tokio::time::timeout(options.libpq.connect_timeout + Duration::from_secs(1), config.connect(tls.clone())).await;
     drop(config);
     match connected {
         Err(_) => Err(Failure::Timeout),

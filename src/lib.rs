@@ -13,9 +13,9 @@ pub mod env;
 pub mod error;
 pub mod exec;
 pub mod harden;
+pub mod libpq;
 pub mod log;
 pub mod materialize;
-pub mod pgpass;
 pub mod plan;
 pub mod report;
 pub mod signals;
@@ -223,7 +223,9 @@ async fn use_fetched(
     // Refused before anything is written: a line libpq cannot read back would fail the app
     // after the check passed.
     let passfile_line = match &target.password {
-        Some(password) if passfile_needed => Some(pgpass::line(&target.host, target.port, &target.user, password)?),
+        Some(password) if passfile_needed => {
+            Some(libpq::pgpass::line(&target.host, target.port, &target.user, password)?)
+        }
         _ => None,
     };
     let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
@@ -258,11 +260,7 @@ async fn use_fetched(
     let Some(openssl) = openssl else {
         return Ok(Ready { target, runtime_dir, child, checked: None });
     };
-    let options = CheckOptions {
-        timeout: plan.connect_timeout,
-        expiry_warning_days: i64::from(plan.expiry_warning_days),
-        libpq: plan.libpq.clone(),
-    };
+    let options = CheckOptions { expiry_warning_days: i64::from(plan.expiry_warning_days), libpq: plan.libpq.clone() };
     let started = std::time::Instant::now();
     // Without --client-cert, the client certificate libpq would find on its own, if any.
     let presented = match &client {
@@ -270,9 +268,9 @@ async fn use_fetched(
             tls::ClientIdentity::load(&issued.cert, &issued.key)
                 .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?,
         ),
-        None => check::libpq_client_files(&plan.libpq_client)?,
+        None => libpq::client_files(&plan.libpq.client)?,
     };
-    let checked = check::check(&target, &root, &plan.crl, &options, presented, openssl).await;
+    let checked = check::check(&target, &root, &options, presented, openssl).await;
     report::phase("check", started.elapsed());
     log::debug(format!("connection check took {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
     Ok(Ready { target, runtime_dir, child, checked: Some(checked?) })

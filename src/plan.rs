@@ -2,7 +2,6 @@
 //! no connection, so every rule here is testable on its own.
 
 use std::ffi::{OsStr, OsString};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use launcher_core::Reference;
 
 use crate::cli::Options;
 use crate::error::{Error, Exit};
+use crate::libpq::Libpq;
 
 /// The environment the launcher was started with (a snapshot; the launcher never changes its own).
 #[derive(Clone, Default)]
@@ -122,180 +122,6 @@ pub struct Overrides {
     pub user: Option<String>,
 }
 
-/// Certificate revocation lists, as libpq finds them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CrlPlan {
-    /// `PGSSLCRL`, else `~/.postgresql/root.crl`.
-    pub file: Option<PathBuf>,
-    /// `PGSSLCRLDIR`.
-    pub dir: Option<PathBuf>,
-}
-
-/// The client certificate libpq presents on its own when it exists: `PGSSLCERT`, else
-/// `~/.postgresql/postgresql.crt`, with `PGSSLKEY`, else `~/.postgresql/postgresql.key`.
-#[derive(Debug, Clone, Default)]
-pub struct LibpqClientPlan {
-    /// The certificate file.
-    pub cert: Option<PathBuf>,
-    /// Its key file.
-    pub key: Option<PathBuf>,
-}
-
-/// The TLS versions libpq allows: `PGSSLMINPROTOCOLVERSION` (default TLSv1.2) to
-/// `PGSSLMAXPROTOCOLVERSION` (default: OpenSSL's newest). The check's OpenSSL is set to the same
-/// range, and the system's openssl.cnf may narrow it further, for both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TlsRange {
-    /// The oldest version.
-    pub min: openssl::ssl::SslVersion,
-    /// The newest, when limited.
-    pub max: Option<openssl::ssl::SslVersion>,
-}
-
-impl TlsRange {
-    fn from_env(env: &ParentEnv) -> Result<Self, Error> {
-        use openssl::ssl::SslVersion;
-        // libpq's names, in order; an empty value is unset.
-        const NAMES: [(&str, SslVersion); 4] = [
-            ("TLSv1", SslVersion::TLS1),
-            ("TLSv1.1", SslVersion::TLS1_1),
-            ("TLSv1.2", SslVersion::TLS1_2),
-            ("TLSv1.3", SslVersion::TLS1_3),
-        ];
-        let read = |var: &str, setting: &str| match env.get(var) {
-            None => Ok(None),
-            Some(v) => NAMES
-                .iter()
-                .position(|(n, _)| n.eq_ignore_ascii_case(v))
-                .map(Some)
-                .ok_or_else(|| Error::msg(Exit::Config, format!("{var}: invalid {setting} value: \"{v}\""))),
-        };
-        let min = read("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version")?.unwrap_or(2);
-        let max = read("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version")?;
-        if max.is_some_and(|max| min > max) {
-            return Err(Error::msg(
-                Exit::Config,
-                "PGSSLMINPROTOCOLVERSION/PGSSLMAXPROTOCOLVERSION: invalid SSL protocol version range",
-            ));
-        }
-        Ok(Self { min: NAMES[min].1, max: max.map(|i| NAMES[i].1) })
-    }
-}
-
-/// libpq's `channel_binding` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChannelBindingMode {
-    /// Never SCRAM-SHA-256-PLUS.
-    Disable,
-    /// SCRAM-SHA-256-PLUS when the server offers it (libpq's default).
-    #[default]
-    Prefer,
-    /// Only SCRAM-SHA-256-PLUS.
-    Require,
-}
-
-/// libpq's `target_session_attrs`, for the one host the launcher allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SessionAttrs {
-    /// `any`, and `prefer-standby` (which, with one host, settles for any session).
-    #[default]
-    Any,
-    /// `read-write`: the session must not be read-only.
-    ReadWrite,
-    /// `read-only`: the session must be read-only.
-    ReadOnly,
-    /// `primary` or `standby`: judged from the server's `in_hot_standby`, which the check
-    /// cannot read; the app's libpq still enforces it.
-    Unchecked,
-}
-
-/// How the app's libpq will connect, from its environment: the check connects alike. Read
-/// before anything is fetched, so that a bad value costs no secret.
-#[derive(Debug, Clone)]
-pub struct LibpqSettings {
-    /// `PGSSLMINPROTOCOLVERSION`/`PGSSLMAXPROTOCOLVERSION`.
-    pub tls: TlsRange,
-    /// `PGCHANNELBINDING`.
-    pub channel_binding: ChannelBindingMode,
-    /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
-    pub session: SessionAttrs,
-    /// The server settings libpq sends at start-up, as one `options` string for the check: the
-    /// `PGOPTIONS` given, then `PGDATESTYLE`, `PGTZ`, `PGGEQO` and `PGCLIENTENCODING` (a bad
-    /// value is FATAL for libpq's connection, and so for the check's).
-    pub options: Option<String>,
-    /// `PGSSLSNI`: whether the host name goes out as SNI. libpq sends it only when the value
-    /// starts with `1` (its default), so `0`, `true` and an empty value all turn it off.
-    pub sni: bool,
-    /// Variables set for the app that libpq 16 or 17 reads and the check does not judge (the
-    /// libpq here, 15, cannot tell what those versions conclude): each gets a warning.
-    pub unjudged: Vec<&'static str>,
-}
-
-/// `PGOPTIONS`, and the settings libpq sends at start-up from its other variables, as
-/// `-c name=value` options (a backslash escapes spaces and backslashes there). libpq sends
-/// `PGDATESTYLE`, `PGTZ` and `PGGEQO` whenever set, even empty, unless "default"; and
-/// `PGCLIENTENCODING` unless empty or "auto" (which names the locale's encoding: always valid).
-fn server_options(env: &ParentEnv) -> Option<String> {
-    let mut options: Vec<String> = env.get("PGOPTIONS").map(str::to_owned).into_iter().collect();
-    let escape = |v: &str| v.replace('\\', "\\\\").replace(' ', "\\ ");
-    for (var, name) in [("PGDATESTYLE", "datestyle"), ("PGTZ", "timezone"), ("PGGEQO", "geqo")] {
-        if let Some(value) = env.raw(var).filter(|v| !v.eq_ignore_ascii_case("default")) {
-            options.push(format!("-c {name}={}", escape(value)));
-        }
-    }
-    if let Some(encoding) = env.raw("PGCLIENTENCODING").filter(|v| !v.is_empty() && *v != "auto") {
-        options.push(format!("-c client_encoding={}", escape(encoding)));
-    }
-    (!options.is_empty()).then(|| options.join(" "))
-}
-
-/// libpq 16/17 settings the check leaves to the app's libpq, with the version that reads them.
-const UNJUDGED: [(&str, &str); 3] = [("PGREQUIREAUTH", "16"), ("PGSSLCERTMODE", "16"), ("PGSSLNEGOTIATION", "17")];
-
-impl LibpqSettings {
-    /// The warning for each variable in `unjudged`.
-    #[must_use]
-    pub fn unjudged_warnings(&self) -> Vec<String> {
-        UNJUDGED
-            .iter()
-            .filter(|(var, _)| self.unjudged.contains(var))
-            .map(|(var, version)| {
-                format!("{var} is not judged by the check (libpq {version} and later read it); the app's libpq still applies it")
-            })
-            .collect()
-    }
-
-    fn from_env(env: &ParentEnv) -> Result<Self, Error> {
-        let channel_binding = match env.raw("PGCHANNELBINDING") {
-            None | Some("prefer") => ChannelBindingMode::Prefer,
-            Some("require") => ChannelBindingMode::Require,
-            Some("disable") => ChannelBindingMode::Disable,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGCHANNELBINDING: invalid channel_binding value: \"{other}\""),
-                ));
-            }
-        };
-        let session = match env.raw("PGTARGETSESSIONATTRS") {
-            None | Some("any" | "prefer-standby") => SessionAttrs::Any,
-            Some("read-write") => SessionAttrs::ReadWrite,
-            Some("read-only") => SessionAttrs::ReadOnly,
-            Some("primary" | "standby") => SessionAttrs::Unchecked,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"{other}\""),
-                ));
-            }
-        };
-        let options = server_options(env);
-        let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
-        let unjudged = UNJUDGED.iter().map(|(var, _)| *var).filter(|var| env.raw(var).is_some()).collect();
-        Ok(Self { tls: TlsRange::from_env(env)?, channel_binding, session, options, sni, unjudged })
-    }
-}
-
 /// Everything a launch needs to know before it touches the world.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -306,20 +132,12 @@ pub struct Plan {
     pub ca: CaPlan,
     /// `--client-cert`: where to get a client certificate.
     pub client_cert: Option<Reference>,
-    /// Revocation lists for the check.
-    pub crl: CrlPlan,
-    /// The client certificate files libpq would find, used when `--client-cert` is not given.
-    pub libpq_client: LibpqClientPlan,
-    /// How the app's libpq will connect, from its environment.
-    pub libpq: LibpqSettings,
+    /// What the app's libpq will do with its environment.
+    pub libpq: Libpq,
     /// Explicit connection settings.
     pub overrides: Overrides,
-    /// `PGHOSTADDR`: where to connect, while the name checked stays the host's.
-    pub hostaddr: Option<IpAddr>,
     /// Present when any reference is a Vault one.
     pub vault: Option<VaultPlan>,
-    /// The database connection time limit.
-    pub connect_timeout: Duration,
     /// `--password-via`.
     pub password_via: crate::cli::PasswordVia,
     /// `--database-url`: the variable to set, if any.
@@ -354,37 +172,21 @@ impl Plan {
     /// Validates the options against the inherited environment.
     pub fn new(options: &Options, env: ParentEnv, home: Option<&Path>) -> Result<Self, Error> {
         let credentials = options.credentials.as_deref().map(|t| reference("credentials", t)).transpose()?;
-        let ca = match options.ca.as_deref() {
-            Some(text) => CaPlan::Fetch(reference("ca", text)?),
-            None => match env.get("PGSSLROOTCERT") {
-                Some(path) => CaPlan::Existing(PathBuf::from(path)),
-                None => match home {
-                    Some(home) => CaPlan::Existing(home.join(".postgresql/root.crt")),
-                    None => {
-                        return Err(Error::msg(
-                            Exit::Config,
-                            "no CA bundle: pass --ca or set PGSSLROOTCERT (there is no home directory for ~/.postgresql/root.crt)",
-                        ));
-                    }
-                },
-            },
+        let libpq = Libpq::from_env(&env, home, options.connect_timeout)?;
+        let ca = match (options.ca.as_deref(), &libpq.root) {
+            (Some(text), _) => CaPlan::Fetch(reference("ca", text)?),
+            (None, Some(root)) => CaPlan::Existing(root.clone()),
+            (None, None) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    "no CA bundle: pass --ca or set PGSSLROOTCERT (there is no home directory for ~/.postgresql/root.crt)",
+                ));
+            }
         };
         let client_cert = options.client_cert.as_deref().map(|t| reference("client-cert", t)).transpose()?;
         if let Some(r) = client_cert.as_ref().filter(|r| r.scheme() != launcher_core::Scheme::VaultPki) {
             return Err(Error::msg(Exit::Usage, format!("--client-cert: {r}: use vault-pki:MOUNT/issue/ROLE")));
         }
-        let crl = CrlPlan {
-            file: env.get("PGSSLCRL").map(PathBuf::from).or_else(|| {
-                (env.get("PGSSLCRLDIR").is_none()).then(|| home.map(|h| h.join(".postgresql/root.crl"))).flatten()
-            }),
-            dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
-        };
-        // libpq treats an empty PGSSLCERT/PGSSLKEY as unset (as `get` does).
-        let file_or = |name, default| env.get(name).map(PathBuf::from).or_else(|| home.map(|h| h.join(default)));
-        let libpq_client = LibpqClientPlan {
-            cert: file_or("PGSSLCERT", ".postgresql/postgresql.crt"),
-            key: file_or("PGSSLKEY", ".postgresql/postgresql.key"),
-        };
         let uses = |scheme| {
             credentials
                 .iter()
@@ -406,47 +208,18 @@ impl Plan {
         }
         refuse_unsafe(options, &env, uses_vault)?;
         let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
-        let hostaddr = match env.get("PGHOSTADDR") {
-            None => None,
-            Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
-                Error::msg(Exit::Config, format!("PGHOSTADDR: \"{text}\" is not a numeric IP address"))
-            })?),
-        };
-        // libpq: zero or negative means "wait forever"; a check must end, so those fall back to
-        // the default, and libpq's 2-second minimum applies. Anything but an integer (an empty
-        // value too) is an error there, and so here, even with --connect-timeout: the app
-        // inherits the variable.
-        let env_timeout = match env.raw("PGCONNECT_TIMEOUT") {
-            None => None,
-            Some(t) => match t.trim().parse::<i32>() {
-                Ok(s) => u32::try_from(s).ok().filter(|s| *s > 0).map(|s| u64::from(s).max(2)),
-                Err(_) => {
-                    return Err(Error::msg(
-                        Exit::Config,
-                        format!(
-                            "PGCONNECT_TIMEOUT: invalid integer value \"{t}\" for connection option \"connect_timeout\""
-                        ),
-                    ));
-                }
-            },
-        };
-        let connect_timeout = options.connect_timeout.or(env_timeout).unwrap_or(10);
         Ok(Self {
             credentials,
             ca,
             client_cert,
-            crl,
-            libpq_client,
-            libpq: LibpqSettings::from_env(&env)?,
+            libpq,
             overrides: Overrides {
                 host: options.host.clone(),
                 port: options.port,
                 dbname: options.dbname.clone(),
                 user: options.user.clone(),
             },
-            hostaddr,
             vault,
-            connect_timeout: Duration::from_secs(connect_timeout),
             wait: options.wait,
             password_via: options.password_via.unwrap_or(crate::cli::PasswordVia::Env),
             database_url: options.database_url.clone(),
@@ -542,11 +315,6 @@ mod tests {
         crate::cli::Cli::parse_from(["launcher", "--", "true"]).options
     }
 
-    /// A plan from `pairs` as the inherited environment, home /home/u.
-    fn plan(pairs: &[(&str, &str)]) -> Result<Plan, Error> {
-        Plan::new(&opts(), ParentEnv::from_pairs(pairs.iter().copied()), Some(Path::new("/home/u")))
-    }
-
     #[test]
     fn options_that_would_weaken_the_app_or_mean_nothing_are_refused() {
         let refused = |args: &[&str]| {
@@ -576,57 +344,13 @@ mod tests {
     }
 
     #[test]
-    fn tls_versions_bound_as_in_libpq() {
-        use openssl::ssl::SslVersion;
-        let range = |pairs: &[(&str, &str)]| TlsRange::from_env(&ParentEnv::from_pairs(pairs.iter().copied()));
-        assert_eq!(range(&[]).unwrap(), TlsRange { min: SslVersion::TLS1_2, max: None });
-        assert_eq!(
-            range(&[("PGSSLMINPROTOCOLVERSION", "tlsv1.3")]).unwrap(),
-            TlsRange { min: SslVersion::TLS1_3, max: None }
-        );
-        assert_eq!(
-            range(&[("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap(),
-            TlsRange { min: SslVersion::TLS1_2, max: Some(SslVersion::TLS1_2) }
-        );
-        assert_eq!(
-            range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.1")]).unwrap(),
-            TlsRange { min: SslVersion::TLS1, max: Some(SslVersion::TLS1_1) }
-        );
-        let e = range(&[("PGSSLMINPROTOCOLVERSION", "TLSv1.3"), ("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]).unwrap_err();
-        assert!(e.to_string().contains("invalid SSL protocol version range"), "{e}");
-        let e = range(&[("PGSSLMINPROTOCOLVERSION", "SSLv3")]).unwrap_err();
-        assert!(e.to_string().contains("invalid ssl_min_protocol_version value: \"SSLv3\""), "{e}");
-    }
-
-    #[test]
-    fn libpq_settings_are_read_before_anything_is_fetched() {
-        let p =
-            plan(&[("PGCHANNELBINDING", "require"), ("PGTARGETSESSIONATTRS", "read-write"), ("PGOPTIONS", "-c x=1")])
-                .unwrap();
-        assert_eq!(p.libpq.channel_binding, ChannelBindingMode::Require);
-        assert_eq!(p.libpq.session, SessionAttrs::ReadWrite);
-        assert_eq!(p.libpq.options.as_deref(), Some("-c x=1"));
-        let p = plan(&[("PGTARGETSESSIONATTRS", "prefer-standby"), ("PGOPTIONS", "")]).unwrap();
-        assert_eq!(
-            (p.libpq.channel_binding, p.libpq.session, p.libpq.options),
-            (ChannelBindingMode::Prefer, SessionAttrs::Any, None)
-        );
-        assert_eq!(plan(&[("PGTARGETSESSIONATTRS", "standby")]).unwrap().libpq.session, SessionAttrs::Unchecked);
-        let e = plan(&[("PGCHANNELBINDING", "maybe")]).unwrap_err();
-        assert_eq!(e.exit(), Exit::Config);
-        assert!(e.to_string().contains("invalid channel_binding value: \"maybe\""), "{e}");
-        let e = plan(&[("PGTARGETSESSIONATTRS", "sometimes")]).unwrap_err();
-        assert!(e.to_string().contains("invalid target_session_attrs value: \"sometimes\""), "{e}");
-    }
-
-    #[test]
     fn ca_falls_back_like_libpq() {
         let env = ParentEnv::from_pairs([("PGSSLROOTCERT", "/etc/ca.pem")]);
         let p = Plan::new(&opts(), env, Some(Path::new("/home/u"))).unwrap();
         assert_eq!(p.ca, CaPlan::Existing("/etc/ca.pem".into()));
         let p = Plan::new(&opts(), ParentEnv::default(), Some(Path::new("/home/u"))).unwrap();
         assert_eq!(p.ca, CaPlan::Existing("/home/u/.postgresql/root.crt".into()));
-        assert_eq!(p.crl.file, Some("/home/u/.postgresql/root.crl".into()));
+        assert_eq!(p.libpq.crl.file, Some("/home/u/.postgresql/root.crl".into()));
         let o = Options { ca: Some("vault:secret/x#ca".into()), credentials: Some("vault:secret/x".into()), ..opts() };
         let env = ParentEnv::from_pairs([("VAULT_ADDR", "http://127.0.0.1:1")]);
         let p = Plan::new(&o, env, None).unwrap();
@@ -645,61 +369,5 @@ mod tests {
         let e = Plan::new(&o, ParentEnv::default(), Some(Path::new("/h"))).unwrap_err();
         assert_eq!(e.exit(), Exit::Usage);
         assert!(e.to_string().starts_with("--credentials: "), "{e}");
-    }
-
-    #[test]
-    fn connect_timeout_follows_pgconnect_timeout() {
-        let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "1")]);
-        assert_eq!(Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout, Duration::from_secs(2));
-        let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", "30")]);
-        assert_eq!(Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout, Duration::from_secs(30));
-        for forever in ["0", "-5"] {
-            let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", forever)]);
-            assert_eq!(
-                Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap().connect_timeout,
-                Duration::from_secs(10)
-            );
-        }
-        for junk in ["", "abc", "3x", "3000000000"] {
-            let env = ParentEnv::from_pairs([("PGCONNECT_TIMEOUT", junk)]);
-            let e = Plan::new(&opts(), env, Some(Path::new("/h"))).unwrap_err();
-            assert_eq!(e.exit(), Exit::Config, "{junk:?}");
-            assert!(e.to_string().contains(&format!("invalid integer value \"{junk}\"")), "{e}");
-        }
-    }
-
-    #[test]
-    fn start_up_settings_become_escaped_server_options() {
-        let p = plan(&[
-            ("PGOPTIONS", "-c work_mem=64MB"),
-            ("PGTZ", "Europe/Paris"),
-            ("PGDATESTYLE", r"ISO, D\MY"),
-            ("PGGEQO", "Default"),
-            ("PGCLIENTENCODING", "auto"),
-        ])
-        .unwrap();
-        assert_eq!(
-            p.libpq.options.as_deref(),
-            Some(r"-c work_mem=64MB -c datestyle=ISO,\ D\\MY -c timezone=Europe/Paris")
-        );
-        let p = plan(&[("PGTZ", ""), ("PGCLIENTENCODING", "LATIN1"), ("PGDATESTYLE", "default")]).unwrap();
-        assert_eq!(p.libpq.options.as_deref(), Some("-c timezone= -c client_encoding=LATIN1"));
-        assert_eq!(plan(&[("PGCLIENTENCODING", "")]).unwrap().libpq.options, None);
-    }
-
-    #[test]
-    fn empty_libpq_variables_count_where_libpq_counts_them() {
-        let sni =
-            |value: Option<&str>| plan(&value.map(|v| vec![("PGSSLSNI", v)]).unwrap_or_default()).unwrap().libpq.sni;
-        assert_eq!(
-            [None, Some("1"), Some("1x"), Some("0"), Some("true"), Some("")].map(sni),
-            [true, true, true, false, false, false]
-        );
-        for var in ["PGCHANNELBINDING", "PGTARGETSESSIONATTRS"] {
-            let e = plan(&[(var, "")]).unwrap_err();
-            assert!(e.to_string().contains("value: \"\""), "{var}: {e}");
-        }
-        // An empty PGSSLMINPROTOCOLVERSION is libpq's default, as an unset one.
-        assert!(plan(&[("PGSSLMINPROTOCOLVERSION", ""), ("PGOPTIONS", "")]).is_ok());
     }
 }

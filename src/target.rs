@@ -89,7 +89,7 @@ impl Target {
                     .get("PGPASSFILE")
                     .map(PathBuf::from)
                     .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")))?;
-                crate::pgpass::lookup(&file, &host, port, &dbname, &user)
+                crate::libpq::pgpass::lookup(&file, &host, port, &dbname, &user)
             });
         let bad = |what: &str, problem: &str| Error::msg(Exit::DataErr, format!("the {what} from {source} {problem}"));
         for (what, value) in [("host", host.as_str()), ("user name", user.as_str()), ("database name", dbname.as_str())]
@@ -111,7 +111,7 @@ impl Target {
                 ));
             }
         }
-        Ok(Self { host, hostaddr: plan.hostaddr, port, user, dbname, password, source })
+        Ok(Self { host, hostaddr: plan.libpq.hostaddr, port, user, dbname, password, source })
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
 use super::{CertInfo, ChainError, ClientIdentity, Refusal, Session, info};
-use crate::plan::TlsRange;
+use crate::libpq::TlsRange;
 
 /// The session's protocol and cipher, named as OpenSSL (and so `pg_stat_ssl`) names them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

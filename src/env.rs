@@ -58,7 +58,7 @@ pub struct ChildEnv {
 impl ChildEnv {
     /// Builds the environment for `target`, with the CA at `root`.
     #[must_use]
-    pub fn build(plan: &Plan, target: &Target, files: &Files<'_>, lease: Option<&crate::LeaseInfo>) -> Self {
+    pub fn build(plan: &Plan, target: &Target, files: &Files<'_>, lease: Option<&crate::lease::LeaseInfo>) -> Self {
         let (root, passfile) = (files.root, files.passfile);
         let parent = &plan.env;
         let mut warnings = Vec::new();

@@ -17,8 +17,13 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use launcher_core::{SecretBytes, SecretString};
+
+use crate::check::ClientFiles;
+use crate::cli::PasswordVia;
 use crate::error::{Error, Exit, ResultExt};
-use crate::plan::ParentEnv;
+use crate::plan::{CaPlan, ParentEnv, Plan};
+use crate::target::Target;
 
 /// Our own directory for this launch; removed on drop unless [`RuntimeDir::keep`] is called.
 #[derive(Debug)]
@@ -175,6 +180,69 @@ fn check_base(base: &Path) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The files written for libpq (or found: an existing root file is used in place).
+#[derive(Debug)]
+pub struct Written {
+    /// Our directory, when anything was written.
+    pub runtime_dir: Option<RuntimeDir>,
+    /// The CA bundle.
+    pub root: PathBuf,
+    /// The `.pgpass` file, with `--password-via passfile`.
+    pub passfile: Option<PathBuf>,
+    /// The client certificate and key issued.
+    pub client: Option<ClientFiles>,
+}
+
+impl Written {
+    /// What the app's environment names.
+    #[must_use]
+    pub fn for_env(&self) -> crate::env::Files<'_> {
+        crate::env::Files { root: &self.root, passfile: self.passfile.as_deref(), client: self.client.as_ref() }
+    }
+}
+
+/// The materialize stage: the CA bundle, the `.pgpass` line and the client key written to a
+/// fresh runtime directory, each only when needed. A `.pgpass` line libpq could not read back is
+/// refused before anything is written; a write that fails part-way (a full disk, a file-size
+/// limit) takes the directory with it (the guard's drop), so no fragment of a key is left.
+pub fn write(
+    plan: &Plan,
+    target: &Target,
+    ca: Option<SecretBytes>,
+    client: Option<(String, SecretString)>,
+    reader: Reader,
+) -> Result<Written, Error> {
+    let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
+    let passfile_line = match &target.password {
+        Some(password) if passfile_needed => {
+            Some(crate::libpq::pgpass::line(&target.host, target.port, &target.user, password)?)
+        }
+        _ => None,
+    };
+    let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
+        Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref(), reader)?)
+    } else {
+        None
+    };
+    let root = match (&plan.ca, ca, &runtime_dir) {
+        (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
+        (CaPlan::Existing(path), _, _) => path.clone(),
+        _ => return Err(Error::msg(Exit::Software, "CA bundle was not fetched")),
+    };
+    let passfile = match (passfile_line, &runtime_dir) {
+        (Some(line), Some(dir)) => Some(dir.write(".pgpass", line.expose().as_bytes(), 0o600)?),
+        _ => None,
+    };
+    let client = match (client, &runtime_dir) {
+        (Some((cert, key)), Some(dir)) => Some(ClientFiles {
+            cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
+            key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
+        }),
+        _ => None,
+    };
+    Ok(Written { runtime_dir, root, passfile, client })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! [`stream`]: the protocol range, the client certificate, SNI by libpq's rule), so the chain's
 //! verdict, the handshake's signatures, the key exchange and the cipher suites are OpenSSL's, as
 //! they are for libpq. Then, as libpq does after the handshake, the host name is checked by
-//! libpq's own rules, ported ([`hostname`]). The name checked is the host the app connects to
+//! libpq's own rules, ported (`hostname.rs`). The name checked is the host the app connects to
 //! (`PGHOST`), even when `PGHOSTADDR` says where to connect.
 
 pub mod chain;

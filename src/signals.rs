@@ -77,28 +77,20 @@ impl Signals {
     /// Installs the handlers (on the current tokio runtime).
     pub fn install() -> Result<Self, Error> {
         let (tx, rx) = watch::channel(None);
-        let mut streams = Vec::new();
-        for (kind, which) in [
-            (SignalKind::terminate(), Which::Term),
-            (SignalKind::interrupt(), Which::Int),
-            (SignalKind::hangup(), Which::Hup),
-        ] {
-            let stream =
-                signal(kind).map_err(|e| Error::new(Exit::Software, e).context("installing signal handlers"))?;
-            streams.push((stream, which));
-        }
+        let install =
+            |kind| signal(kind).map_err(|e| Error::new(Exit::Software, e).context("installing signal handlers"));
+        let (mut term, mut int, mut hup) =
+            (install(SignalKind::terminate())?, install(SignalKind::interrupt())?, install(SignalKind::hangup())?);
         tokio::spawn(async move {
-            let first = futures_util::future::select_all(
-                streams.iter_mut().map(|(s, which)| Box::pin(async move { s.recv().await.map(|()| *which) })),
-            )
-            .await
-            .0;
-            if let Some(signal) = first {
-                let _ = tx.send(Some(Caught { signal, at: Instant::now() }));
-            }
+            let first = tokio::select! {
+                _ = term.recv() => Which::Term,
+                _ = int.recv() => Which::Int,
+                _ = hup.recv() => Which::Hup,
+            };
+            let _ = tx.send(Some(Caught { signal: first, at: Instant::now() }));
             // Later signals are caught and ignored: the first one is already being acted on.
             std::future::pending::<()>().await;
-            drop(streams);
+            drop((term, int, hup));
         });
         Ok(Self { caught: rx })
     }

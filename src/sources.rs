@@ -1,76 +1,149 @@
-//! Dispatch from a reference's scheme to the provider that serves it, built only when needed.
-#![cfg_attr(not(any(feature = "vault", feature = "file", feature = "aws")), allow(unused_imports))]
+//! The secret sources a launch needs, built only when a reference needs them, and dispatch from
+//! a reference's scheme to the one that serves it. Sources plug in through
+//! [`launcher_core::SecretSource`] (and [`launcher_core::IssuesClientCerts`] for a PKI): each is
+//! built in one place below, under its own Cargo feature, and everything else (fetching, the
+//! lifecycle hooks, the messages) is the same for all.
 
-use launcher_core::{Document, Lease, Reference, Scheme, SecretSource, SourceError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::error::Error;
+use launcher_core::{Abandoned, Document, IssuesClientCerts, Lease, Reference, Scheme, SecretSource, SourceError};
+
+use crate::error::{Error, Exit};
 use crate::plan::Plan;
 
-/// The providers this launch needs.
-#[derive(Debug)]
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe face of a [`SecretSource`], so that the launch holds a list of them.
+trait Provider: Send + Sync {
+    fn schemes(&self) -> &'static [Scheme];
+    fn fetch<'a>(&'a self, reference: &'a Reference) -> Boxed<'a, Result<Document, SourceError>>;
+    fn fetch_leased<'a>(
+        &'a self,
+        reference: &'a Reference,
+    ) -> Boxed<'a, Result<(Document, Option<Lease>), SourceError>>;
+    fn finish(&self, lease_held: bool) -> Boxed<'_, Result<Vec<String>, SourceError>>;
+    fn abandon(&self) -> Boxed<'_, Abandoned>;
+}
+
+impl<T: SecretSource + Send + Sync> Provider for T {
+    fn schemes(&self) -> &'static [Scheme] {
+        SecretSource::schemes(self)
+    }
+
+    fn fetch<'a>(&'a self, reference: &'a Reference) -> Boxed<'a, Result<Document, SourceError>> {
+        Box::pin(SecretSource::fetch(self, reference))
+    }
+
+    fn fetch_leased<'a>(
+        &'a self,
+        reference: &'a Reference,
+    ) -> Boxed<'a, Result<(Document, Option<Lease>), SourceError>> {
+        Box::pin(SecretSource::fetch_leased(self, reference))
+    }
+
+    fn finish(&self, lease_held: bool) -> Boxed<'_, Result<Vec<String>, SourceError>> {
+        Box::pin(SecretSource::finish(self, lease_held))
+    }
+
+    fn abandon(&self) -> Boxed<'_, Abandoned> {
+        Box::pin(SecretSource::abandon(self))
+    }
+}
+
+/// The object-safe face of [`IssuesClientCerts`].
+trait Issuer: Send + Sync {
+    fn issue<'a>(
+        &'a self,
+        reference: &'a Reference,
+        common_name: &'a str,
+    ) -> Boxed<'a, Result<launcher_core::IssuedCert, SourceError>>;
+}
+
+impl<T: IssuesClientCerts + Send + Sync> Issuer for T {
+    fn issue<'a>(
+        &'a self,
+        reference: &'a Reference,
+        common_name: &'a str,
+    ) -> Boxed<'a, Result<launcher_core::IssuedCert, SourceError>> {
+        Box::pin(self.issue_client_cert(reference, common_name))
+    }
+}
+
+/// Adds to a source's error what only the launcher can find out (whose certificate was refused).
+type Explain = Box<dyn Fn(SourceError) -> SourceError + Send + Sync>;
+
+/// The sources this launch needs.
 pub struct Sources {
-    #[cfg(feature = "vault")]
-    vault: Option<launcher_vault::VaultSource>,
-    /// Its address and CA, to say whose certificate was refused.
-    #[cfg(feature = "vault")]
-    vault_plan: Option<crate::plan::VaultPlan>,
-    #[cfg(feature = "aws")]
-    aws: Option<launcher_aws::AwsSource>,
+    providers: Vec<Arc<dyn Provider>>,
+    issuer: Option<Arc<dyn Issuer>>,
+    explain: Option<Explain>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let schemes: Vec<&str> = self.providers.iter().flat_map(|p| p.schemes()).map(|s| s.prefix()).collect();
+        f.debug_struct("Sources").field("schemes", &schemes).finish_non_exhaustive()
+    }
 }
 
 impl Sources {
-    /// Builds the clients the plan's references need, and logs in to Vault when a login
-    /// method is configured.
+    /// Builds the clients the plan's references need (logging in to Vault when a login method
+    /// is configured). Each source is built here, under its feature, and nowhere else.
     pub async fn new(plan: &Plan) -> Result<Self, Error> {
+        let mut sources = Self { providers: Vec::new(), issuer: None, explain: None };
         #[cfg(feature = "vault")]
-        let vault = match &plan.vault {
-            None => None,
-            Some(v) => {
-                let token = if v.auth == launcher_vault::Auth::Token {
-                    let home = plan.env.get("HOME").map(std::path::PathBuf::from);
-                    let (token, origin) = launcher_vault::resolve_token(
-                        v.token_file.as_deref(),
-                        |name| plan.env.get(name).map(str::to_owned),
-                        home.as_deref(),
-                    )?;
-                    let namespace = v.namespace.as_deref().map(|ns| format!(" (namespace {ns})")).unwrap_or_default();
-                    crate::log::info_once(format!("Vault at {}{namespace} with the token from {origin}", v.address));
-                    token
-                } else {
-                    launcher_core::SecretString::default()
-                };
-                let config = launcher_vault::VaultConfig {
-                    address: v.address.clone(),
-                    token,
-                    ca_cert: v.ca_cert.clone(),
-                    namespace: v.namespace.clone(),
-                    timeout: std::time::Duration::from_secs(15),
-                    auth: v.auth.clone(),
-                };
-                let mut source = launcher_vault::VaultSource::new(&config)?;
-                let login = source.login(&v.auth).await.map_err(|e| explain(e, Some(v)))?;
-                if let Some(login) = login {
-                    crate::log::info(format!(
-                        "Vault at {}: logged in with {} (token accessor {}, TTL {}s)",
-                        v.address,
-                        v.auth.name(),
-                        login.accessor,
-                        login.ttl
-                    ));
-                }
-                Some(source)
-            }
-        };
-        #[cfg(not(feature = "vault"))]
+        if let Some(v) = &plan.vault {
+            let vault = Arc::new(vault(plan, v).await?);
+            sources.providers.push(vault.clone());
+            sources.issuer = Some(vault);
+            let v = v.clone();
+            sources.explain = Some(Box::new(move |e| explain_vault(e, &v)));
+        }
+        #[cfg(feature = "aws")]
+        if plan.uses_aws {
+            sources.providers.push(Arc::new(launcher_aws::AwsSource::new()));
+        }
+        #[cfg(feature = "file")]
+        sources.providers.push(Arc::new(launcher_file::FileSource::new(crate::log::warn)));
+        #[cfg(not(any(feature = "vault", feature = "aws")))]
         let _ = plan;
-        Ok(Self {
-            #[cfg(feature = "vault")]
-            vault,
-            #[cfg(feature = "vault")]
-            vault_plan: plan.vault.clone(),
-            #[cfg(feature = "aws")]
-            aws: plan.uses_aws.then(launcher_aws::AwsSource::new),
-        })
+        Ok(sources)
+    }
+
+    fn provider(&self, reference: &Reference) -> Result<&dyn Provider, SourceError> {
+        let scheme = reference.scheme();
+        if let Some(p) = self.providers.iter().find(|p| p.schemes().contains(&scheme)) {
+            return Ok(p.as_ref());
+        }
+        // A scheme whose source is compiled in is only missing here when the plan did not ask for it.
+        let built = matches!(scheme, Scheme::Vault | Scheme::VaultPki) && cfg!(feature = "vault")
+            || scheme == Scheme::AwsSm && cfg!(feature = "aws")
+            || scheme == Scheme::File && cfg!(feature = "file");
+        let problem = if built {
+            format!("{} is not configured", store_name(scheme))
+        } else {
+            format!("this launcher was built without the \"{}\" source", scheme.prefix())
+        };
+        Err(SourceError::Config { reference: reference.to_string(), problem })
+    }
+
+    fn explained(&self, error: SourceError) -> SourceError {
+        match &self.explain {
+            Some(explain) => explain(error),
+            None => error,
+        }
+    }
+
+    /// Reads what `reference` points at, with its lease if the source gives one.
+    pub async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
+        self.provider(reference)?.fetch_leased(reference).await.map_err(|e| self.explained(e))
+    }
+
+    /// Reads what `reference` points at.
+    pub async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
+        self.provider(reference)?.fetch(reference).await.map_err(|e| self.explained(e))
     }
 
     /// Issues the client certificate `reference` names, for `common_name`: (certificate PEM,
@@ -80,103 +153,91 @@ impl Sources {
         reference: &Reference,
         common_name: &str,
     ) -> Result<(String, launcher_core::SecretString), Error> {
-        #[cfg(feature = "vault")]
-        if let Some(v) = &self.vault {
-            let issued = v.pki_issue(reference, common_name).await?;
-            crate::log::info(format!(
-                "client certificate for \"{common_name}\" issued by {reference} (serial {})",
-                issued.serial_number
-            ));
-            return Ok((issued.certificate, issued.private_key));
-        }
-        let _ = common_name;
-        Err(Error::msg(crate::error::Exit::Config, format!("{reference}: Vault is not configured")))
+        let Some(pki) = &self.issuer else {
+            return Err(Error::msg(Exit::Config, format!("{reference}: Vault is not configured")));
+        };
+        let issued = pki.issue(reference, common_name).await.map_err(|e| self.explained(e))?;
+        crate::log::info(format!(
+            "client certificate for \"{common_name}\" issued by {reference} (serial {})",
+            issued.serial_number
+        ));
+        Ok((issued.certificate, issued.private_key))
     }
 
-    /// Called once every secret is read: a Vault token the launcher logged in for is revoked,
-    /// unless `lease_held` (a lease hangs on that token; revoking it would revoke the lease).
+    /// Called once every secret is read: each source lets go of what it logged in with, unless
+    /// `lease_held` (a lease hangs on it).
     pub async fn finish(&self, lease_held: bool) -> Result<(), Error> {
-        #[cfg(feature = "vault")]
-        if let Some(v) = &self.vault {
-            if lease_held {
-                return Ok(());
-            }
-            if v.revoke_login().await? {
-                crate::log::info("revoked the Vault login token (no lease depends on it)");
-            }
+        for provider in &self.providers {
+            provider.finish(lease_held).await?.iter().for_each(crate::log::info);
         }
-        let _ = lease_held;
         Ok(())
     }
 
-    /// Called when a launch fails, or a check is done (`why`, for the log): the dynamic
-    /// credentials it was issued go (with `--wait`, every failed attempt would otherwise leave a
-    /// database user behind). After a login, the login token is revoked even though a lease
-    /// hangs on it, and the leases go with it; with a token the launcher was given, which it
-    /// must not revoke, each lease is revoked instead.
+    /// Called when a launch fails, is stopped, or a check is done (`why`, for the log): each
+    /// source revokes what this launch was issued (with `--wait`, every failed attempt would
+    /// otherwise leave a database user behind).
     pub async fn abandon(&self, why: &str) {
-        #[cfg(feature = "vault")]
-        if let Some(v) = &self.vault {
-            match v.revoke_login().await {
-                Ok(true) => {
-                    crate::log::info(format!("{why}: revoked the Vault login token and any lease issued under it"));
-                }
-                Ok(false) => {}
-                Err(e) => crate::log::warn(format!("could not revoke the Vault login token: {e}")),
+        for provider in &self.providers {
+            let done = provider.abandon().await;
+            if !done.revoked.is_empty() {
+                crate::log::info(format!("{why}: revoked {}", done.revoked.join(", and ")));
             }
-            match v.revoke_leases().await {
-                Ok(0) => {}
-                Ok(n) => crate::log::info(format!("{why}: revoked the {n} lease(s) issued to it")),
-                Err(e) => crate::log::warn(format!(
-                    "could not revoke the lease issued to this launch ({e}): its credentials stay valid until it expires"
-                )),
-            }
-        }
-        let _ = why;
-    }
-
-    /// Reads what `reference` points at, with its lease if the source gives one.
-    pub async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
-        #[cfg(feature = "vault")]
-        if let (Scheme::Vault, Some(v)) = (reference.scheme(), &self.vault) {
-            return v.fetch_leased(reference).await.map_err(|e| explain(e, self.vault_plan.as_ref()));
-        }
-        Ok((self.fetch(reference).await?, None))
-    }
-
-    /// Reads what `reference` points at.
-    pub async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
-        match reference.scheme() {
-            #[cfg(feature = "vault")]
-            Scheme::Vault | Scheme::VaultPki => match &self.vault {
-                Some(v) => v.fetch(reference).await.map_err(|e| explain(e, self.vault_plan.as_ref())),
-                None => Err(not_configured(reference)),
-            },
-            #[cfg(feature = "aws")]
-            Scheme::AwsSm => match &self.aws {
-                // The SDK's futures are large (~24 KB); keep them off the caller's stack frame.
-                Some(a) => Box::pin(a.fetch(reference)).await,
-                None => Err(SourceError::Config {
-                    reference: reference.to_string(),
-                    problem: "AWS is not configured".into(),
-                }),
-            },
-            #[cfg(feature = "file")]
-            Scheme::File => launcher_file::FileSource::new(crate::log::warn).fetch(reference).await,
-            #[allow(unreachable_patterns, reason = "reached only when a provider feature is off")]
-            _ => Err(SourceError::Config {
-                reference: reference.to_string(),
-                problem: format!("this launcher was built without the \"{}\" source", reference.scheme().prefix()),
-            }),
+            done.failed.iter().for_each(crate::log::warn);
         }
     }
 }
 
+fn store_name(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Vault | Scheme::VaultPki => "Vault",
+        Scheme::AwsSm => "AWS",
+        _ => "its source",
+    }
+}
+
+/// The Vault client, with the token from the environment or a login.
+#[cfg(feature = "vault")]
+async fn vault(plan: &Plan, v: &crate::plan::VaultPlan) -> Result<launcher_vault::VaultSource, Error> {
+    let token = if v.auth == launcher_vault::Auth::Token {
+        let home = plan.env.get("HOME").map(std::path::PathBuf::from);
+        let (token, origin) = launcher_vault::resolve_token(
+            v.token_file.as_deref(),
+            |name| plan.env.get(name).map(str::to_owned),
+            home.as_deref(),
+        )?;
+        let namespace = v.namespace.as_deref().map(|ns| format!(" (namespace {ns})")).unwrap_or_default();
+        crate::log::info_once(format!("Vault at {}{namespace} with the token from {origin}", v.address));
+        token
+    } else {
+        launcher_core::SecretString::default()
+    };
+    let config = launcher_vault::VaultConfig {
+        address: v.address.clone(),
+        token,
+        ca_cert: v.ca_cert.clone(),
+        namespace: v.namespace.clone(),
+        timeout: std::time::Duration::from_secs(15),
+        auth: v.auth.clone(),
+    };
+    let mut source = launcher_vault::VaultSource::new(&config)?;
+    let login = source.login(&v.auth).await.map_err(|e| explain_vault(e, v))?;
+    if let Some(login) = login {
+        crate::log::info(format!(
+            "Vault at {}: logged in with {} (token accessor {}, TTL {}s)",
+            v.address,
+            v.auth.name(),
+            login.accessor,
+            login.ttl
+        ));
+    }
+    Ok(source)
+}
+
 /// A refused Vault certificate, with whose it was (rustls does not say).
 #[cfg(feature = "vault")]
-fn explain(error: SourceError, vault: Option<&crate::plan::VaultPlan>) -> SourceError {
-    match (error, vault) {
-        (SourceError::TlsRefused { reference, store, detail }, Some(v)) => {
+fn explain_vault(error: SourceError, v: &crate::plan::VaultPlan) -> SourceError {
+    match error {
+        SourceError::TlsRefused { reference, store, detail } => {
             let issuer = crate::tls::peer::describe_refused(&v.address, v.ca_cert.as_deref());
             let detail = match issuer {
                 Some(issuer) => format!("{issuer}; rustls: {detail}; give its CA with --vault-cacert or VAULT_CACERT"),
@@ -184,11 +245,6 @@ fn explain(error: SourceError, vault: Option<&crate::plan::VaultPlan>) -> Source
             };
             SourceError::TlsRefused { reference, store, detail }
         }
-        (error, _) => error,
+        error => error,
     }
-}
-
-#[cfg(feature = "vault")]
-fn not_configured(reference: &Reference) -> SourceError {
-    SourceError::Config { reference: reference.to_string(), problem: "Vault is not configured".into() }
 }

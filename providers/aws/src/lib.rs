@@ -94,6 +94,10 @@ impl AwsSource {
 }
 
 impl SecretSource for AwsSource {
+    fn schemes(&self) -> &'static [launcher_core::Scheme] {
+        &[launcher_core::Scheme::AwsSm]
+    }
+
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         let id = SecretId::parse(reference)?;
         let client = self.client(id.region.as_deref()).await;

@@ -19,11 +19,15 @@ pub use error::{ErrorKind, SourceError, error_chain};
 pub use reference::{Reference, ReferenceError, Scheme};
 pub use secret::{Document, Fields, SecretBytes, SecretString};
 
-/// A place secrets come from.
+/// A place secrets come from. Only [`SecretSource::fetch`] is required; the rest are the
+/// lifecycle hooks a store that issues things (logins, leases) implements, with no-op defaults.
 ///
 /// Implementations move every secret value they receive into a [`SecretString`] or
 /// [`SecretBytes`] at once, and never put a value into an error or a log line.
 pub trait SecretSource {
+    /// The reference schemes this source reads.
+    fn schemes(&self) -> &'static [Scheme];
+
     /// Reads the whole document the reference points at (the `#field` part is applied by the
     /// caller, through [`Document::select`]).
     fn fetch(&self, reference: &Reference) -> impl Future<Output = Result<Document, SourceError>> + Send;
@@ -38,6 +42,54 @@ pub trait SecretSource {
         Self: Sync,
     {
         async move { Ok((self.fetch(reference).await?, None)) }
+    }
+
+    /// Called once every secret is read and the launch goes on: what the source logged in with
+    /// can go, unless `lease_held` (a lease hangs on it). Returns what it did, for the log.
+    fn finish(&self, lease_held: bool) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send {
+        let _ = lease_held;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Called when a launch fails, is stopped, or will not use what it was issued (a finished
+    /// `launcher check`): revoke everything this launch was issued.
+    fn abandon(&self) -> impl Future<Output = Abandoned> + Send {
+        async { Abandoned::default() }
+    }
+}
+
+/// What [`SecretSource::abandon`] did, in words for the log (names and ids, never values).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    /// What was revoked, e.g. "the Vault login token and any lease issued under it".
+    pub revoked: Vec<String>,
+    /// What could not be, and what that means for the user.
+    pub failed: Vec<String>,
+}
+
+/// A source that can issue a client certificate (a PKI), for `--client-cert`.
+pub trait IssuesClientCerts {
+    /// Issues a certificate for `common_name` from what `reference` names.
+    fn issue_client_cert(
+        &self,
+        reference: &Reference,
+        common_name: &str,
+    ) -> impl Future<Output = Result<IssuedCert, SourceError>> + Send;
+}
+
+/// A certificate issued in one call, so that key and certificate match.
+pub struct IssuedCert {
+    /// The certificate, PEM (public).
+    pub certificate: String,
+    /// Its private key, PEM.
+    pub private_key: SecretString,
+    /// Its serial number (logged).
+    pub serial_number: String,
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert").field("serial_number", &self.serial_number).finish_non_exhaustive()
     }
 }
 

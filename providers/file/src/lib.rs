@@ -97,6 +97,10 @@ fn only_certificates(bytes: &[u8]) -> bool {
 }
 
 impl SecretSource for FileSource {
+    fn schemes(&self) -> &'static [launcher_core::Scheme] {
+        &[launcher_core::Scheme::File]
+    }
+
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         let path = Path::new(reference.locator());
         if path.is_dir() { self.read_dir(path, reference) } else { self.read_file(path, reference).map(Document::Blob) }

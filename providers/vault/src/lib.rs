@@ -17,7 +17,7 @@ mod token;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use launcher_core::{Document, Fields, Lease, Reference, SecretSource, SecretString, SourceError};
+use launcher_core::{Document, Fields, IssuedCert, Lease, Reference, SecretSource, SecretString, SourceError};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
@@ -153,7 +153,7 @@ impl VaultSource {
 
     /// Revokes the token a login made, so that it does not outlive the launcher. Not called when
     /// a lease hangs on it: revoking the token would revoke the dynamic credentials with it.
-    pub async fn revoke_login(&self) -> Result<bool, SourceError> {
+    async fn revoke_login(&self) -> Result<bool, SourceError> {
         if self.login.is_none() || self.revoked.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(false);
         }
@@ -167,7 +167,7 @@ impl VaultSource {
     /// Revokes the leases this launch was issued, for a launch that failed while using a token
     /// it was given (after a login, revoking the login token does it). Returns how many; a token
     /// without the `sys/leases/revoke` capability gets Vault's refusal.
-    pub async fn revoke_leases(&self) -> Result<usize, SourceError> {
+    async fn revoke_leases(&self) -> Result<usize, SourceError> {
         if self.login.is_some() {
             return Ok(0);
         }
@@ -361,6 +361,39 @@ impl rustify::endpoint::Endpoint for Raw {
 }
 
 impl SecretSource for VaultSource {
+    fn schemes(&self) -> &'static [launcher_core::Scheme] {
+        &[launcher_core::Scheme::Vault, launcher_core::Scheme::VaultPki]
+    }
+
+    /// A token the launcher logged in for is revoked once the secrets are read, unless a lease
+    /// hangs on it (revoking it would revoke the lease, the database user with it).
+    async fn finish(&self, lease_held: bool) -> Result<Vec<String>, SourceError> {
+        if lease_held || !self.revoke_login().await? {
+            return Ok(Vec::new());
+        }
+        Ok(vec!["revoked the Vault login token (no lease depends on it)".to_owned()])
+    }
+
+    /// After a login, the login token is revoked even though a lease hangs on it, and the
+    /// leases go with it; with a token the launcher was given, which it must not revoke, each
+    /// lease is revoked instead.
+    async fn abandon(&self) -> launcher_core::Abandoned {
+        let mut done = launcher_core::Abandoned::default();
+        match self.revoke_login().await {
+            Ok(true) => done.revoked.push("the Vault login token and any lease issued under it".to_owned()),
+            Ok(false) => {}
+            Err(e) => done.failed.push(format!("could not revoke the Vault login token: {e}")),
+        }
+        match self.revoke_leases().await {
+            Ok(0) => {}
+            Ok(n) => done.revoked.push(format!("the {n} lease(s) issued to it")),
+            Err(e) => done.failed.push(format!(
+                "could not revoke the lease issued to this launch ({e}): its credentials stay valid until it expires"
+            )),
+        }
+        done
+    }
+
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         if reference.scheme() == launcher_core::Scheme::VaultPki {
             return self.pki_ca_chain(reference).await;
@@ -411,19 +444,9 @@ impl SecretSource for VaultSource {
     }
 }
 
-/// A certificate issued by a PKI mount in one call, so that key and certificate match.
-pub struct IssuedCert {
-    /// The certificate, PEM (public).
-    pub certificate: String,
-    /// Its private key, PEM.
-    pub private_key: SecretString,
-    /// Its serial number (logged).
-    pub serial_number: String,
-}
-
-impl std::fmt::Debug for IssuedCert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCert").field("serial_number", &self.serial_number).finish_non_exhaustive()
+impl launcher_core::IssuesClientCerts for VaultSource {
+    async fn issue_client_cert(&self, reference: &Reference, common_name: &str) -> Result<IssuedCert, SourceError> {
+        self.pki_issue(reference, common_name).await
     }
 }
 
@@ -441,7 +464,7 @@ impl VaultSource {
     }
 
     /// Issues a certificate for `common_name` from `vault-pki:MOUNT/issue/ROLE`.
-    pub async fn pki_issue(&self, reference: &Reference, common_name: &str) -> Result<IssuedCert, SourceError> {
+    async fn pki_issue(&self, reference: &Reference, common_name: &str) -> Result<IssuedCert, SourceError> {
         let (mount, role) =
             reference.locator().trim_matches('/').split_once("/issue/").ok_or_else(|| SourceError::Config {
                 reference: reference.to_string(),

@@ -7,6 +7,7 @@
 //! libpq's own rules, ported (`hostname.rs`). The name checked is the host the app connects to
 //! (`PGHOST`), even when `PGHOSTADDR` says where to connect.
 
+mod binding;
 pub mod chain;
 mod hostname;
 pub mod info;

@@ -13,14 +13,12 @@ use std::task::{Context, Poll};
 use std::sync::PoisonError;
 use std::time::Instant;
 
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::ssl::{Ssl, SslRef, SslVerifyMode};
-use openssl::x509::X509Ref;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
+use super::binding::end_point;
 use super::{CertInfo, ChainError, ClientIdentity, Refusal, Session, info};
 use crate::libpq::TlsRange;
 
@@ -39,41 +37,6 @@ impl Negotiated {
     fn of(ssl: &SslRef) -> Self {
         let (cipher, bits) = ssl.current_cipher().map(|c| (c.name().to_owned(), c.bits().secret)).unwrap_or_default();
         Self { version: ssl.version_str().to_owned(), cipher, bits }
-    }
-}
-
-/// The `tls-server-end-point` channel binding data of the server's certificate, as libpq's
-/// `pgtls_get_peer_certificate_hash` makes it: the certificate hashed with the digest of its
-/// signature (`X509_get_signature_info`, which reads RSASSA-PSS parameters), SHA-256 for MD5 and
-/// SHA-1. Where libpq finds no digest (an Ed25519 signature), its error instead.
-pub(crate) fn end_point(cert: &X509Ref, der: &[u8]) -> Result<Vec<u8>, String> {
-    let undetermined = || "could not determine server certificate signature algorithm".to_owned();
-    let signature = cert.signature_algorithm().object().nid();
-    let digest = if signature == Nid::RSASSAPSS {
-        super::info::pss_hash(der).and_then(pss_digest).ok_or_else(undetermined)?
-    } else {
-        signature.signature_algorithms().ok_or_else(undetermined)?.digest
-    };
-    let md = match digest {
-        Nid::MD5 | Nid::SHA1 => MessageDigest::sha256(),
-        other => MessageDigest::from_nid(other)
-            .ok_or_else(|| format!("could not find digest for NID {}", other.short_name().unwrap_or("UNDEF")))?,
-    };
-    cert.digest(md).map(|d| d.to_vec()).map_err(|e| e.to_string())
-}
-
-/// The SHA-1 and SHA-2 hashes RSASSA-PSS parameters name, by the DER contents of their OIDs.
-fn pss_digest(oid: &[u8]) -> Option<Nid> {
-    const NIST_HASH: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02];
-    if oid == super::info::SHA1_OID {
-        return Some(Nid::SHA1);
-    }
-    match oid.strip_prefix(NIST_HASH)? {
-        [1] => Some(Nid::SHA256),
-        [2] => Some(Nid::SHA384),
-        [3] => Some(Nid::SHA512),
-        [4] => Some(Nid::SHA224),
-        _ => None,
     }
 }
 
@@ -350,6 +313,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn first_reply_reads_sasl_requests_as_they_arrive() {
         let mut msg = vec![b'R'];
@@ -366,59 +331,5 @@ mod tests {
         assert_eq!(first_reply(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]), FirstReply::NotSasl);
         assert_eq!(first_reply(&[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]), FirstReply::NotSasl);
         assert_eq!(first_reply(&[b'E', 0, 0, 0, 40]), FirstReply::NotSasl);
-    }
-
-    use openssl::pkey::{PKey, Private};
-    use openssl::x509::{X509, X509Builder, X509NameBuilder};
-
-    use super::*;
-
-    fn signed(key: &PKey<Private>, digest: MessageDigest) -> X509 {
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "db.example").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(3).unwrap()).unwrap();
-        b.sign(key, digest).unwrap();
-        b.build()
-    }
-
-    #[test]
-    fn end_point_hashes_with_the_signature_digest_as_libpq_does() {
-        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-        for (digest, expected) in [
-            (MessageDigest::sha384(), MessageDigest::sha384()),
-            (MessageDigest::sha512(), MessageDigest::sha512()),
-            (MessageDigest::sha1(), MessageDigest::sha256()),
-        ] {
-            let cert = signed(&rsa, digest);
-            let der = cert.to_der().unwrap();
-            assert_eq!(end_point(&cert, &der), Ok(openssl::hash::hash(expected, &der).unwrap().to_vec()));
-        }
-        let ed = PKey::generate_ed25519().unwrap();
-        let cert = signed(&ed, MessageDigest::null());
-        assert_eq!(end_point(&cert, &cert.to_der().unwrap()), Err("could not find digest for NID UNDEF".to_owned()));
-    }
-
-    #[test]
-    fn pss_parameters_name_the_hash() {
-        // AlgorithmIdentifier { id-RSASSA-PSS, { [0] { sha384 }, … } } inside a skeleton certificate.
-        let sha384 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
-        let hash = [&[0xa0, 0x0d, 0x30, 0x0b, 0x06, 0x09][..], &sha384].concat();
-        let params = [&[0x30, 0x0f][..], &hash].concat();
-        let pss_oid = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
-        let algorithm = [&[0x30, 0x1c][..], &pss_oid, &params].concat();
-        let tbs = [0x30, 0x00];
-        let cert = [&[0x30, 0x20][..], &tbs, &algorithm].concat();
-        assert_eq!(super::super::info::pss_hash(&cert), Some(&sha384[..]));
-        assert_eq!(pss_digest(&sha384), Some(Nid::SHA384));
-        let defaults = [&[0x30, 0x11][..], &tbs, &[0x30, 0x0d][..], &pss_oid, &[0x30, 0x00][..]].concat();
-        assert_eq!(super::super::info::pss_hash(&defaults), Some(super::super::info::SHA1_OID));
-        assert_eq!(super::super::info::pss_hash(&cert[..cert.len() - 3]), None);
     }
 }

@@ -12,6 +12,8 @@
 
 mod address;
 mod auth;
+mod errors;
+mod raw;
 mod token;
 
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ use std::time::Duration;
 use launcher_core::{Document, Fields, IssuedCert, Lease, Reference, SecretSource, SecretString, SourceError};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
+
+use crate::raw::{Raw, get};
 
 pub use address::{AddressError, check_address};
 pub use auth::{Auth, KUBERNETES_JWT, Login};
@@ -139,12 +143,12 @@ impl VaultSource {
                     None => format!("Vault {method} login"),
                 },
                 store: format!("Vault at {address}"),
-                detail: one_line(&errors),
+                detail: errors::one_line(&errors),
             },
             e => {
                 let reference =
                     launcher_core::Reference::parse(&format!("vault:auth/{method}")).expect("static reference");
-                self_map_error(&address, namespace.as_deref(), e, &reference)
+                errors::map_error(&address, namespace.as_deref(), e, &reference)
             }
         };
         self.login = auth::login(&mut self.client, auth, &address, map).await?;
@@ -197,122 +201,9 @@ impl VaultSource {
     }
 
     fn map_error(&self, error: ClientError, reference: &Reference) -> SourceError {
-        self_map_error(&self.address, self.namespace.as_deref(), error, reference)
+        errors::map_error(&self.address, self.namespace.as_deref(), error, reference)
     }
 }
-
-/// `reference`, with the namespace it was read in: a secret "not found" may be a namespace typo.
-fn in_namespace(reference: &Reference, namespace: Option<&str>) -> String {
-    match namespace {
-        Some(ns) => format!("{reference} (namespace {ns})"),
-        None => reference.to_string(),
-    }
-}
-
-/// Maps a vaultrs error for `reference` at the Vault `address` (in `namespace`).
-fn self_map_error(address: &str, namespace: Option<&str>, error: ClientError, reference: &Reference) -> SourceError {
-    {
-        let reference_text = in_namespace(reference, namespace);
-        match error {
-            ClientError::APIError { code: 403 | 401, errors } => SourceError::Denied {
-                reference: reference_text,
-                store: format!("Vault at {address}"),
-                detail: one_line(&errors),
-            },
-            ClientError::APIError { code: 404, .. }
-            | ClientError::ResponseDataEmptyError
-            | ClientError::ResponseEmptyError => SourceError::NotFound { reference: reference_text },
-            ClientError::APIError { code, errors } if code >= 500 => SourceError::Unreachable {
-                reference: reference_text,
-                store: format!("Vault at {address}"),
-                source: format!("HTTP {code}: {}", one_line(&errors)).into(),
-            },
-            ClientError::APIError { code, errors } => SourceError::Config {
-                reference: reference_text,
-                problem: format!("Vault answered HTTP {code}: {}", one_line(&errors)),
-            },
-            ClientError::RestClientError { source: rustify::errors::ClientError::ServerResponseError { code, .. } } => {
-                SourceError::Unreachable {
-                    reference: reference_text,
-                    store: format!("Vault at {address}"),
-                    source: format!("HTTP {code} without a Vault error body").into(),
-                }
-            }
-            // Response parse errors carry the body (a secret) in their fields: keep only words.
-            ClientError::RestClientError {
-                source:
-                    rustify::errors::ClientError::ResponseParseError { .. }
-                    | rustify::errors::ClientError::ResponseConversionError { .. },
-            }
-            | ClientError::JsonParseError { .. } => {
-                SourceError::bad_content(reference, "Vault's answer is not the JSON it should be")
-            }
-            ClientError::RestClientError { source } => match refused_certificate(&source) {
-                Some(why) => SourceError::TlsRefused {
-                    reference: reference_text,
-                    store: format!("Vault at {address}"),
-                    detail: why,
-                },
-                None => SourceError::Unreachable {
-                    reference: reference_text,
-                    store: format!("Vault at {address}"),
-                    source: Box::new(TransportError(launcher_core::error_chain(&source))),
-                },
-            },
-            other => SourceError::Unreachable {
-                reference: reference_text,
-                store: format!("Vault at {address}"),
-                source: Box::new(TransportError(other.to_string())),
-            },
-        }
-    }
-}
-
-/// rustls' reason, when the transport failed because the server's certificate was refused.
-/// reqwest keeps rustls' error inside `io::Error`s (nested), whose `source()` skips it: look
-/// inside each.
-fn refused_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let mut candidate = Some(e);
-        while let Some(c) = candidate {
-            if let Some(rustls::Error::InvalidCertificate(why)) = c.downcast_ref::<rustls::Error>() {
-                return Some(format!("{why:?}"));
-            }
-            candidate = c
-                .downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .map(|inner| inner as &(dyn std::error::Error + 'static));
-        }
-        current = e.source();
-    }
-    None
-}
-
-/// Vault's error list on one line (its messages often hold "1 error occurred:\n\t* …").
-fn one_line(errors: &[String]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            let words: Vec<&str> = e.split_whitespace().filter(|w| *w != "*").collect();
-            let text = words.join(" ");
-            text.strip_prefix("1 error occurred: ").map(str::to_owned).unwrap_or(text)
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// A transport failure, flattened to text (rustify's errors are not `Sync`-friendly to keep).
-#[derive(Debug)]
-struct TransportError(String);
-
-impl std::fmt::Display for TransportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TransportError {}
 
 fn parse_mount(data: &serde_json::Value) -> Option<Mount> {
     let path = data.get("path")?.as_str()?.to_owned();
@@ -324,40 +215,6 @@ fn parse_mount(data: &serde_json::Value) -> Option<Mount> {
         _ => None,
     };
     Some(Mount { path, kv_version })
-}
-
-/// One `GET` through vaultrs, returning the `data` of the answer as JSON.
-async fn get(client: &VaultClient, path: String) -> Result<serde_json::Value, ClientError> {
-    vaultrs::api::exec_with_result(client, Raw::get(path)).await
-}
-
-/// A request to an arbitrary path, with no body: vaultrs has typed endpoints for most engines,
-/// not for the mount discovery the CLI uses nor for revoking one lease by its id.
-#[derive(Debug)]
-struct Raw {
-    path: String,
-    method: rustify::enums::RequestMethod,
-}
-
-impl Raw {
-    fn get(path: String) -> Self {
-        Self { path, method: rustify::enums::RequestMethod::GET }
-    }
-}
-
-#[async_trait::async_trait]
-impl rustify::endpoint::Endpoint for Raw {
-    type Response = serde_json::Value;
-    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
-    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
-
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-
-    fn method(&self) -> rustify::enums::RequestMethod {
-        self.method.clone()
-    }
 }
 
 impl SecretSource for VaultSource {
@@ -437,7 +294,7 @@ impl SecretSource for VaultSource {
         match data {
             serde_json::Value::Object(map) => Ok((Document::Fields(Fields::from_json_object(map)), lease)),
             serde_json::Value::Null => {
-                Err(SourceError::NotFound { reference: in_namespace(reference, self.namespace.as_deref()) })
+                Err(SourceError::NotFound { reference: errors::in_namespace(reference, self.namespace.as_deref()) })
             }
             _ => Err(SourceError::bad_content(reference, "Vault's answer holds no fields")),
         }

@@ -61,8 +61,8 @@ impl std::fmt::Debug for Chain {
 }
 
 /// The part of [`Chain::load`] that does not depend on the root file: OpenSSL's start-up,
-/// openssl.cnf and the `SSL_CTX`. That is about 2 ms of CPU, which a launch spends on another
-/// core while it waits for its secrets; the root file is then loaded there too
+/// openssl.cnf and the `SSL_CTX`: most of what OpenSSL costs a launch, spent on another core
+/// while the launch waits for its secrets; the root file is then loaded there too
 /// ([`Context::in_background`]).
 pub struct Context {
     builder: SslContextBuilder,

@@ -74,6 +74,8 @@ pub struct CheckOptions {
     pub expiry_warning_days: i64,
     /// How the app's libpq will connect (the time limit and the CRLs too).
     pub libpq: Libpq,
+    /// `--driver`.
+    pub drivers: Vec<crate::drivers::Driver>,
 }
 
 /// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
@@ -160,7 +162,21 @@ pub async fn check(
         ));
     }
     let certificates = seen.chain;
-    let warnings = warnings(&certificates, options);
+    let mut warnings = warnings(&certificates, options);
+    // The app's drivers judge the chain libpq accepted; without --driver, each family's
+    // refusal is a warning.
+    let root_pem =
+        if crate::tls::chain::is_system(root) { Vec::new() } else { std::fs::read(root).unwrap_or_default() };
+    let judged = if options.drivers.is_empty() { crate::drivers::FAMILIES } else { options.drivers.as_slice() };
+    for driver in judged {
+        if let Err(refusal) = crate::drivers::judge(*driver, &seen.served, &target.host, &root_pem) {
+            if options.drivers.is_empty() {
+                warnings.push(format!("{refusal} (the check judges for libpq; --driver names the app's driver)"));
+            } else {
+                return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {refusal}")));
+            }
+        }
+    }
     Ok(Checked {
         report: Report {
             server,

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod drivers;
 pub mod env;
 pub mod error;
 pub mod exec;
@@ -223,7 +224,11 @@ async fn check_connection(
     files: &materialize::Written,
     openssl: tls::Pending,
 ) -> Result<Checked, Error> {
-    let options = CheckOptions { expiry_warning_days: i64::from(plan.expiry_warning_days), libpq: plan.libpq.clone() };
+    let options = CheckOptions {
+        expiry_warning_days: i64::from(plan.expiry_warning_days),
+        libpq: plan.libpq.clone(),
+        drivers: plan.drivers.clone(),
+    };
     let started = std::time::Instant::now();
     let presented = match &files.client {
         Some(issued) => Some(

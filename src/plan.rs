@@ -160,6 +160,8 @@ pub struct Plan {
     pub wait: Option<Duration>,
     /// `--expiry-warning` in days.
     pub expiry_warning_days: u32,
+    /// `--driver`: the app's drivers, whose verdicts the check gives too (empty: warn for all).
+    pub drivers: Vec<crate::drivers::Driver>,
     /// The inherited environment.
     pub env: ParentEnv,
 }
@@ -207,6 +209,13 @@ impl Plan {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
         refuse_unsafe(options, &env, uses_vault)?;
+        if libpq.hostaddr.is_some() && options.driver.contains(&crate::drivers::Driver::Pgx) {
+            return Err(Error::msg(
+                Exit::Config,
+                "PGHOSTADDR: pgx ignores it and dials PGHOST, not the address the check would connect to: unset \
+                 PGHOSTADDR, or give the address as PGHOST",
+            ));
+        }
         let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
         Ok(Self {
             credentials,
@@ -231,6 +240,7 @@ impl Plan {
             min_ttl: options.min_ttl,
             export_lease: options.export_lease,
             expiry_warning_days: options.expiry_warning.unwrap_or(30),
+            drivers: options.driver.clone(),
             env,
         })
     }

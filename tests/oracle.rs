@@ -726,10 +726,37 @@ fn libpq_reason(stderr: &str) -> String {
     first.rsplit_once("failed: ").map_or(first, |(_, r)| r).replace("FATAL:  ", "").trim().to_owned()
 }
 
-fn launcher_verdict(env: &[(String, String)], home: &Path) -> (Verdict, Run) {
-    let run = Run::of(launcher(home).envs(env.iter().map(|(k, v)| (k, v))).arg("check"));
+/// The pgx app run directly with `env` and the variables `launcher env` would set for the app
+/// on top: pgx's own verdict and words on the connection the launcher would hand it.
+fn pgx_verdict(env: &[(String, String)], home: &Path) -> Verdict {
+    let set =
+        Run::of(launcher(home).envs(env.iter().map(|(k, v)| (k, v))).args(["env", "--format", "json", "--reveal"]));
+    let set: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&set.stdout).unwrap_or_default();
+    let out = Command::new(support::drivers::pgx_app())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(set.iter().map(|(k, v)| (k, v.as_str().unwrap_or_default())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Verdict { ok: out.status.success() && stdout.trim() == "true", reason: stderr.trim().to_owned() }
+}
+
+fn launcher_verdict(env: &[(String, String)], home: &Path, args: &[&str]) -> (Verdict, Run) {
+    let run = Run::of(launcher(home).envs(env.iter().map(|(k, v)| (k, v))).arg("check").args(args));
     let reason = run.stderr.lines().find_map(|l| l.strip_prefix("launcher: error: ")).unwrap_or_default().to_owned();
     (Verdict { ok: run.code == 0, reason }, run)
+}
+
+/// The part of pgx's error that names the refusal (after its "failed to connect to …" prefix,
+/// without the parenthesis that closes it).
+fn pgx_words(reason: &str) -> &str {
+    let start = ["x509: ", "remote error: ", "cannot parse"].iter().filter_map(|p| reason.find(p)).min().unwrap_or(0);
+    let words = &reason[start..];
+    let opened = words.matches('(').count();
+    let closed = words.matches(')').count();
+    if closed > opened { words.strip_suffix(')').unwrap_or(words) } else { words }
 }
 
 /// libpq's refusals that the launcher must repeat word for word.
@@ -769,7 +796,28 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         let case_dir = dir.join(format!("case-{i}"));
         let env = environment(case, &case_dir, server.pg.port, &user, &password);
         let libpq = libpq_verdict(&env);
-        let (ours, run) = launcher_verdict(&env, &case_dir.join("home"));
+        let (ours, run) = launcher_verdict(&env, &case_dir.join("home"), &[]);
+        // pgx (issue 15): the launcher with --driver pgx refuses exactly when libpq or pgx,
+        // given what the launcher hands the app, would; pgx ignores PGHOSTADDR, and so the
+        // launcher refuses that combination outright.
+        let pgx = pgx_verdict(&env, &case_dir.join("home"));
+        let (ours_pgx, run_pgx) = launcher_verdict(&env, &case_dir.join("home"), &["--driver", "pgx"]);
+        run_pgx.assert_no_leak(&password);
+        if case.hostaddr.is_some() {
+            if run_pgx.code != 78 || !ours_pgx.reason.contains("pgx ignores it") {
+                problems.push(format!("{}: --driver pgx with PGHOSTADDR must be refused:\n{run_pgx}", case.name));
+            }
+        } else if ours_pgx.ok != (libpq.ok && pgx.ok) {
+            problems.push(format!(
+                "{}: libpq {} and pgx {} but launcher --driver pgx {}: {}",
+                case.name, libpq.ok, pgx.ok, ours_pgx.ok, ours_pgx.reason
+            ));
+        } else if libpq.ok && !pgx.ok {
+            let words = pgx_words(&pgx.reason);
+            if !ours_pgx.reason.contains(words) {
+                problems.push(format!("{}: pgx says {words:?}, launcher says {:?}", case.name, ours_pgx.reason));
+            }
+        }
         run.assert_no_leak(&password);
         let agree = libpq.ok == ours.ok;
         if libpq.ok {
@@ -779,14 +827,17 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         }
         let _ = writeln!(
             table,
-            "{:>2} {:<52} libpq={:<6} launcher={:<6} {}\n     libpq: {}\n     ours:  {}",
+            "{:>2} {:<52} libpq={:<6} launcher={:<6} pgx={:<6} {}\n     libpq: {}\n     ours:  {}\n     pgx:   {}\n     ours for pgx: {}",
             i + 1,
             case.name,
             if libpq.ok { "ok" } else { "refuse" },
             if ours.ok { "ok" } else { "refuse" },
+            if pgx.ok { "ok" } else { "refuse" },
             if agree { "" } else { "<-- DISAGREE" },
             libpq.reason,
             ours.reason,
+            pgx.reason,
+            ours_pgx.reason,
         );
         if !agree {
             problems.push(format!("{}: libpq {} but launcher {}", case.name, libpq.ok, ours.ok));

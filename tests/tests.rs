@@ -11,6 +11,7 @@ mod aws;
 mod check;
 mod config;
 mod delivery;
+mod drivers;
 mod dynamic;
 mod files;
 mod flow;

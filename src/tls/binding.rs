@@ -66,6 +66,38 @@ fn pss_hash(der: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Whether an RSASSA-PSS signature's parameters are ones Go verifies (`x509.go`,
+/// `getSignatureAlgorithmFromAI`): SHA-256, SHA-384 or SHA-512 with a salt as long as the hash.
+pub(crate) fn pss_salt_is_hash_length(der: &[u8]) -> bool {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let params = (|| {
+        let (SEQUENCE, certificate, _) = tlv(der)? else { return None };
+        let (SEQUENCE, _, rest) = tlv(certificate)? else { return None };
+        let (SEQUENCE, algorithm, _) = tlv(rest)? else { return None };
+        let (OID, _, params) = tlv(algorithm)? else { return None };
+        let (SEQUENCE, params, _) = tlv(params)? else { return None };
+        Some(params)
+    })();
+    let Some(mut params) = params else { return false };
+    let mut salt: u64 = 20;
+    while let Some((tag, contents, rest)) = tlv(params) {
+        if tag == 0xa2
+            && let Some((0x02, int, _)) = tlv(contents)
+        {
+            salt = int.iter().fold(0, |n, b| n << 8 | u64::from(*b));
+        }
+        params = rest;
+    }
+    let expected = match pss_hash(der).and_then(pss_digest) {
+        Some(Nid::SHA256) => 32,
+        Some(Nid::SHA384) => 48,
+        Some(Nid::SHA512) => 64,
+        _ => return false,
+    };
+    salt == expected
+}
+
 /// The DER contents of SHA-1's OID, 1.3.14.3.2.26.
 const SHA1_OID: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a];
 

@@ -7,7 +7,7 @@
 //! libpq's own rules, ported (`hostname.rs`). The name checked is the host the app connects to
 //! (`PGHOST`), even when `PGHOSTADDR` says where to connect.
 
-mod binding;
+pub(crate) mod binding;
 pub mod chain;
 mod hostname;
 pub mod info;
@@ -38,6 +38,8 @@ pub struct Seen {
     /// The certificates: as the server sent them, then, once verified, the chain OpenSSL
     /// built, leaf to trust anchor.
     pub chain: Vec<CertInfo>,
+    /// The chain the server sent, leaf first, for the drivers' judges.
+    pub served: Vec<openssl::x509::X509>,
     /// Set when the check said no.
     pub refusal: Option<Refusal>,
     /// When the server's certificate arrived, and when its verdict was given: for `-v`'s

@@ -164,8 +164,9 @@ where
             let v = std::mem::take(&mut *verification.lock().unwrap_or_else(PoisonError::into_inner));
             let verified_at = Instant::now();
             let ssl = tls.ssl();
-            let sent: Vec<CertInfo> =
-                ssl.peer_cert_chain().map(|c| c.iter().map(info::cert_info).collect()).unwrap_or_default();
+            let served: Vec<openssl::x509::X509> =
+                ssl.peer_cert_chain().map(|c| c.iter().map(ToOwned::to_owned).collect()).unwrap_or_default();
+            let sent: Vec<CertInfo> = served.iter().map(|c| info::cert_info(c)).collect();
             if let Err(e) = handshake {
                 let refusal = v.failure.map(Refusal::Chain);
                 let words = match &refusal {
@@ -189,6 +190,7 @@ where
             self.session.update(|seen| {
                 seen.verified = v.started.map(|started| (started, verified_at));
                 seen.negotiated = Some(negotiated);
+                seen.served = served;
                 match named {
                     Ok(()) => {
                         seen.chain = v.built;

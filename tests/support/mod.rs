@@ -13,6 +13,7 @@
 
 pub mod bao;
 pub mod certs;
+pub mod drivers;
 pub mod fixture;
 pub mod moto;
 pub mod pg;

@@ -1,0 +1,67 @@
+//! Issue 15: the app's driver decides. A real pgx app (examples/pgx) behind the launcher either
+//! connects with TLS or the launcher refuses before it runs; the seed article's certificate is
+//! flagged for Go apps even when no driver is named. (The oracle compares `--driver pgx` with
+//! pgx itself on every certificate case.)
+
+use crate::support::{self, Fixture, Pg, Run, canary, drivers::pgx_app, launcher, services, unique};
+
+#[test]
+fn a_pgx_app_connects_with_verify_full_from_the_launchers_environment_alone() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().args(["--driver", "pgx", "--"]).arg(pgx_app()));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "pgx's session is encrypted: {run}");
+    assert!(!run.stderr.contains("would refuse"), "{run}");
+}
+
+#[test]
+fn the_seed_articles_certificate_is_flagged_for_go_and_refused_for_a_pgx_app() {
+    let s = services();
+    let dir = s.root.join(unique("seed-cert"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // `openssl req -x509` as the article does: CA:TRUE, CN only, its own root.
+    let (cert, key) = support::certs::self_signed_ca(&dir, "seed", "localhost");
+    let pg = Pg::start_with(&dir.join("pg"), &cert, &key, true);
+    let role = unique("seed");
+    let password = canary();
+    pg.create_role(&role, &password);
+    let home = support::home(&role);
+    let libpq_env = |cmd: &mut std::process::Command| {
+        cmd.env("PGHOST", "localhost")
+            .env("PGPORT", pg.port.to_string())
+            .env("PGUSER", &role)
+            .env("PGPASSWORD", &password)
+            .env("PGDATABASE", "postgres")
+            .env("PGSSLROOTCERT", &cert);
+    };
+    let mut check = launcher(&home);
+    libpq_env(&mut check);
+    let run = Run::of(check.args(["check", "--output", "json"]));
+    run.assert_ok().assert_no_leak(&password);
+    let warning = "pgx (Go) would refuse the server: x509: certificate relies on legacy Common Name field, use SANs \
+                   instead; Go ignores the CN: re-issue the certificate with subjectAltName DNS:localhost";
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().starts_with(warning)), "{run}");
+    let mut launch = launcher(&home);
+    libpq_env(&mut launch);
+    let run = Run::of(launch.args(["--driver", "pgx", "--"]).arg(pgx_app()));
+    run.assert_fails(76, warning).assert_no_leak(&password);
+    assert_eq!(run.stdout, "", "the app must not run: {run}");
+    // What pgx itself says with the same environment.
+    let mut direct = std::process::Command::new(pgx_app());
+    libpq_env(&mut direct);
+    let out = direct.env("PGSSLMODE", "verify-full").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x509: certificate relies on legacy Common Name field"));
+    // libpq's apps are fine with it, as libpq is.
+    let mut libpq = launcher(&home);
+    libpq_env(&mut libpq);
+    Run::of(libpq.args(["--driver", "libpq", "--", "true"])).assert_ok();
+}
+
+#[test]
+fn pgx_with_pghostaddr_is_refused_before_anything_is_fetched() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().env("PGHOSTADDR", "127.0.0.1").args(["--driver", "libpq,pgx", "--", "true"]));
+    run.assert_fails(78, "PGHOSTADDR: pgx ignores it and dials PGHOST").assert_no_leak(&f.password);
+    assert!(!run.stderr.contains("credentials from"), "nothing fetched: {run}");
+}

@@ -1,0 +1,29 @@
+//! The real drivers the tests use as oracles, built once per test binary from `examples/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::run_ok;
+
+/// The Go app on pgx (`examples/pgx`), built with Debian's Go and pgx v4 (`scripts/setup`
+/// installs them), offline: GOPATH mode over `/usr/share/gocode`.
+pub fn pgx_app() -> &'static Path {
+    static APP: OnceLock<PathBuf> = OnceLock::new();
+    APP.get_or_init(|| {
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
+        let app = cache.join("pgx-app");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pgx");
+        run_ok(
+            Command::new("go")
+                .args(["build", "-o"])
+                .arg(&app)
+                .arg(".")
+                .current_dir(&source)
+                .env("GO111MODULE", "off")
+                .env("GOPATH", format!("{}:/usr/share/gocode", cache.join("gopath").display()))
+                .env("GOCACHE", cache.join("build")),
+        );
+        app
+    })
+}

@@ -209,12 +209,16 @@ impl Plan {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
         refuse_unsafe(options, &env, uses_vault)?;
-        if libpq.hostaddr.is_some() && options.driver.contains(&crate::drivers::Driver::Pgx) {
-            return Err(Error::msg(
-                Exit::Config,
-                "PGHOSTADDR: pgx ignores it and dials PGHOST, not the address the check would connect to: unset \
-                 PGHOSTADDR, or give the address as PGHOST",
-            ));
+        for (driver, name) in [(crate::drivers::Driver::Pgx, "pgx"), (crate::drivers::Driver::Pgjdbc, "pgjdbc")] {
+            if libpq.hostaddr.is_some() && options.driver.contains(&driver) {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!(
+                        "PGHOSTADDR: {name} ignores it and dials PGHOST, not the address the check would connect to: \
+                         unset PGHOSTADDR, or give the address as PGHOST"
+                    ),
+                ));
+            }
         }
         let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
         Ok(Self {

@@ -1,9 +1,11 @@
-//! Issue 15: the app's driver decides. A real pgx app (examples/pgx) behind the launcher either
-//! connects with TLS or the launcher refuses before it runs; the seed article's certificate is
-//! flagged for Go apps even when no driver is named. (The oracle compares `--driver pgx` with
-//! pgx itself on every certificate case.)
+//! Issue 15: the app's driver decides. Real pgx and pgjdbc apps (examples/) behind the launcher
+//! either connect with TLS or the launcher refuses before they run; the seed article's
+//! certificate is flagged for Go apps even when no driver is named. (The oracle compares
+//! `--driver pgx` and `--driver pgjdbc` with the drivers themselves on every certificate case.)
 
-use crate::support::{self, Fixture, Pg, Run, canary, drivers::pgx_app, launcher, services, unique};
+use crate::support::{
+    self, Fixture, Pg, Run, canary, drivers::pgjdbc_app, drivers::pgx_app, launcher, services, unique,
+};
 
 #[test]
 fn a_pgx_app_connects_with_verify_full_from_the_launchers_environment_alone() {
@@ -64,4 +66,40 @@ fn pgx_with_pghostaddr_is_refused_before_anything_is_fetched() {
     let run = Run::of(f.launcher().env("PGHOSTADDR", "127.0.0.1").args(["--driver", "libpq,pgx", "--", "true"]));
     run.assert_fails(78, "PGHOSTADDR: pgx ignores it and dials PGHOST").assert_no_leak(&f.password);
     assert!(!run.stderr.contains("credentials from"), "nothing fetched: {run}");
+}
+
+#[test]
+fn a_pgjdbc_app_gets_a_verify_full_url_and_connects_with_tls() {
+    let f = Fixture::new();
+    // pgjdbc reads no PG* variable: without --driver pgjdbc it would have nothing to connect with.
+    let app = pgjdbc_app();
+    let program = |c: &mut std::process::Command| {
+        c.arg(app.get_program()).args(app.get_args());
+    };
+    let mut cmd = f.launcher();
+    cmd.args(["--driver", "pgjdbc", "--"]);
+    program(&mut cmd);
+    let run = Run::of(&mut cmd);
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+    // With the password in the .pgpass (which pgjdbc reads through PGPASSFILE), none in the env.
+    let mut cmd = f.launcher();
+    cmd.args(["--driver", "pgjdbc", "--password-via", "passfile", "--"]);
+    program(&mut cmd);
+    let run = Run::of(&mut cmd);
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+    let mut env = launcher(&f.home);
+    env.env("VAULT_ADDR", &services().bao.addr).env("VAULT_TOKEN", crate::support::bao::ROOT_TOKEN);
+    let run = Run::of(env.args(["env", "--credentials", &f.credentials(), "--ca", &f.ca(), "--driver", "pgjdbc"]));
+    run.assert_ok().assert_no_leak(&f.password);
+    let port = services().pg.port;
+    assert!(
+        run.stdout.contains(&format!(
+            "export JDBC_DATABASE_URL='jdbc:postgresql://localhost:{port}/postgres?sslmode=verify-full&sslrootcert="
+        )),
+        "{run}"
+    );
+    assert!(run.stdout.contains(&format!("export JDBC_DATABASE_USERNAME='{}'", f.role)), "{run}");
+    assert!(run.stdout.contains("export JDBC_DATABASE_PASSWORD='<redacted>'"), "{run}");
 }

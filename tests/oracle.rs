@@ -726,13 +726,17 @@ fn libpq_reason(stderr: &str) -> String {
     first.rsplit_once("failed: ").map_or(first, |(_, r)| r).replace("FATAL:  ", "").trim().to_owned()
 }
 
-/// The pgx app run directly with `env` and the variables `launcher env` would set for the app
-/// on top: pgx's own verdict and words on the connection the launcher would hand it.
-fn pgx_verdict(env: &[(String, String)], home: &Path) -> Verdict {
-    let set =
-        Run::of(launcher(home).envs(env.iter().map(|(k, v)| (k, v))).args(["env", "--format", "json", "--reveal"]));
+/// A driver's app (`app`) run directly with `env` and the variables `launcher env --driver
+/// DRIVER` would set for the app on top: the driver's own verdict and words on the connection
+/// the launcher would hand it.
+fn driver_verdict(mut app: Command, driver: &str, env: &[(String, String)], home: &Path) -> Verdict {
+    let set = Run::of(
+        launcher(home)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(["env", "--driver", driver, "--format", "json", "--reveal"]),
+    );
     let set: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&set.stdout).unwrap_or_default();
-    let out = Command::new(support::drivers::pgx_app())
+    let out = app
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .envs(set.iter().map(|(k, v)| (k, v.as_str().unwrap_or_default())))
@@ -749,9 +753,11 @@ fn launcher_verdict(env: &[(String, String)], home: &Path, args: &[&str]) -> (Ve
     (Verdict { ok: run.code == 0, reason }, run)
 }
 
-/// The part of pgx's error that names the refusal (after its "failed to connect to …" prefix,
-/// without the parenthesis that closes it).
-fn pgx_words(reason: &str) -> &str {
+/// The part of a driver's error that names the refusal (after pgx's "failed to connect to …"
+/// prefix, without the parenthesis that closes it).
+fn driver_words(reason: &str) -> &str {
+    // pgjdbc logs lines before its exception's message, which comes last.
+    let reason = reason.lines().last().unwrap_or_default();
     let start = ["x509: ", "remote error: ", "cannot parse"].iter().filter_map(|p| reason.find(p)).min().unwrap_or(0);
     let words = &reason[start..];
     let opened = words.matches('(').count();
@@ -797,28 +803,35 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         let env = environment(case, &case_dir, server.pg.port, &user, &password);
         let libpq = libpq_verdict(&env);
         let (ours, run) = launcher_verdict(&env, &case_dir.join("home"), &[]);
-        // pgx (issue 15): the launcher with --driver pgx refuses exactly when libpq or pgx,
-        // given what the launcher hands the app, would; pgx ignores PGHOSTADDR, and so the
-        // launcher refuses that combination outright.
-        let pgx = pgx_verdict(&env, &case_dir.join("home"));
-        let (ours_pgx, run_pgx) = launcher_verdict(&env, &case_dir.join("home"), &["--driver", "pgx"]);
-        run_pgx.assert_no_leak(&password);
-        if case.hostaddr.is_some() {
-            if run_pgx.code != 78 || !ours_pgx.reason.contains("pgx ignores it") {
-                problems.push(format!("{}: --driver pgx with PGHOSTADDR must be refused:\n{run_pgx}", case.name));
+        // The app's drivers (issue 15): the launcher with --driver D refuses exactly when libpq
+        // or D, given what the launcher hands the app, would, and in D's words; D that ignores
+        // PGHOSTADDR makes the launcher refuse that combination outright.
+        let home = case_dir.join("home");
+        let mut judged = Vec::new();
+        for (driver, app) in
+            [("pgx", Command::new(support::drivers::pgx_app())), ("pgjdbc", support::drivers::pgjdbc_app())]
+        {
+            let theirs = driver_verdict(app, driver, &env, &home);
+            let (ours_d, run_d) = launcher_verdict(&env, &home, &["--driver", driver]);
+            run_d.assert_no_leak(&password);
+            if case.hostaddr.is_some() {
+                if run_d.code != 78 || !ours_d.reason.contains("ignores it") {
+                    problems
+                        .push(format!("{}: --driver {driver} with PGHOSTADDR must be refused:\n{run_d}", case.name));
+                }
+            } else if ours_d.ok != (libpq.ok && theirs.ok) {
+                problems.push(format!(
+                    "{}: libpq {} and {driver} {} but launcher --driver {driver} {}: {}\n    {driver}: {}",
+                    case.name, libpq.ok, theirs.ok, ours_d.ok, ours_d.reason, theirs.reason
+                ));
+            } else if libpq.ok && !theirs.ok {
+                let words = driver_words(&theirs.reason);
+                if !ours_d.reason.contains(words) {
+                    problems.push(format!("{}: {driver} says {words:?}, launcher says {:?}", case.name, ours_d.reason));
+                }
             }
-        } else if ours_pgx.ok != (libpq.ok && pgx.ok) {
-            problems.push(format!(
-                "{}: libpq {} and pgx {} but launcher --driver pgx {}: {}",
-                case.name, libpq.ok, pgx.ok, ours_pgx.ok, ours_pgx.reason
-            ));
-        } else if libpq.ok && !pgx.ok {
-            let words = pgx_words(&pgx.reason);
-            if !ours_pgx.reason.contains(words) {
-                problems.push(format!("{}: pgx says {words:?}, launcher says {:?}", case.name, ours_pgx.reason));
-            }
+            judged.push(format!("{driver}={}", if theirs.ok { "ok" } else { "refuse" }));
         }
-        run.assert_no_leak(&password);
         let agree = libpq.ok == ours.ok;
         if libpq.ok {
             accepted += 1;
@@ -827,17 +840,15 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         }
         let _ = writeln!(
             table,
-            "{:>2} {:<52} libpq={:<6} launcher={:<6} pgx={:<6} {}\n     libpq: {}\n     ours:  {}\n     pgx:   {}\n     ours for pgx: {}",
+            "{:>2} {:<52} libpq={:<6} launcher={:<6} {} {}\n     libpq: {}\n     ours:  {}",
             i + 1,
             case.name,
             if libpq.ok { "ok" } else { "refuse" },
             if ours.ok { "ok" } else { "refuse" },
-            if pgx.ok { "ok" } else { "refuse" },
+            judged.join(" "),
             if agree { "" } else { "<-- DISAGREE" },
             libpq.reason,
             ours.reason,
-            pgx.reason,
-            ours_pgx.reason,
         );
         if !agree {
             problems.push(format!("{}: libpq {} but launcher {}", case.name, libpq.ok, ours.ok));

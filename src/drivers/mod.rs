@@ -3,9 +3,12 @@
 //! and with how to fix the certificate. Without `--driver`, the same judges say which driver
 //! families would refuse the certificate, as warnings. libpq's judge is the check itself.
 
+mod pgjdbc;
 mod pgx;
 
-use openssl::x509::X509;
+use std::path::Path;
+
+use openssl::x509::{X509, X509Ref};
 use serde::{Deserialize, Serialize};
 
 /// A PostgreSQL driver whose verdict the check gives too.
@@ -16,6 +19,9 @@ pub enum Driver {
     Libpq,
     /// pgx (Go): Go's crypto/x509 host-name and signature rules; it ignores PGHOSTADDR.
     Pgx,
+    /// pgjdbc (Java): reads no PG* variable but PGPASSFILE, so the app gets JDBC_DATABASE_URL
+    /// (verify-full), JDBC_DATABASE_USERNAME and JDBC_DATABASE_PASSWORD; pgjdbc's host-name rules.
+    Pgjdbc,
 }
 
 /// Why a driver would refuse the server.
@@ -30,14 +36,62 @@ pub struct Refusal {
     pub fix: String,
 }
 
-/// What a driver would make of the chain `served` (leaf first) for `host`, trusting the
-/// PEM `root` the app gets as PGSSLROOTCERT.
-pub fn judge(driver: Driver, served: &[X509], host: &str, root: &[u8]) -> Result<(), Refusal> {
+/// What a driver would make of the chain `served` (leaf first) for `host`, trusting the root
+/// file `root` the app gets (`root_pem`, its content).
+pub fn judge(driver: Driver, served: &[X509], host: &str, root: &Path, root_pem: &[u8]) -> Result<(), Refusal> {
     match driver {
         Driver::Libpq => Ok(()),
-        Driver::Pgx => pgx::judge(served, host, root),
+        Driver::Pgx => pgx::judge(served, host, root_pem),
+        Driver::Pgjdbc => pgjdbc::judge(served, host, root, root_pem),
     }
 }
 
+/// The `CERTIFICATE` PEM blocks of a root file: what Go's `AppendCertsFromPEM` takes, and what
+/// Java's `CertificateFactory` reads.
+fn certificate_blocks(pem: &[u8]) -> Vec<X509> {
+    let text = String::from_utf8_lossy(pem);
+    let mut certs = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let block = &rest[start..];
+        let Some(end) = block.find("-----END CERTIFICATE-----") else { break };
+        let end = end + "-----END CERTIFICATE-----".len();
+        if let Ok(cert) = X509::from_pem(&block.as_bytes()[..end]) {
+            certs.push(cert);
+        }
+        rest = &block[end..];
+    }
+    certs
+}
+
+/// Whether `served` leads to one of `anchors` (no CRLs: neither pgx nor pgjdbc checks them);
+/// OpenSSL's error code if not.
+fn chains_to(served: &[X509], anchors: &[X509]) -> Result<(), i32> {
+    use openssl::stack::Stack;
+    use openssl::x509::X509StoreContext;
+    use openssl::x509::store::X509StoreBuilder;
+    let (Some(leaf), Ok(mut store)) = (served.first(), X509StoreBuilder::new()) else { return Ok(()) };
+    for anchor in anchors {
+        let _ = store.add_cert(anchor.clone());
+    }
+    let store = store.build();
+    let Ok(mut untrusted) = Stack::new() else { return Ok(()) };
+    for cert in &served[1..] {
+        let _ = untrusted.push(cert.clone());
+    }
+    let Ok(mut ctx) = X509StoreContext::new() else { return Ok(()) };
+    match ctx.init(&store, leaf, &untrusted, |c| Ok((c.verify_cert()?, c.error().as_raw()))) {
+        Ok((false, code)) => Err(code),
+        _ => Ok(()),
+    }
+}
+
+/// OpenSSL's codes for "the issuer is not among the anchors" (2, 18, 19, 20).
+const ISSUER_UNKNOWN: [i32; 4] = [2, 18, 19, 20];
+
+fn same(a: &X509Ref, b: &X509Ref) -> bool {
+    matches!((a.to_der(), b.to_der()), (Ok(x), Ok(y)) if x == y)
+}
+
 /// The drivers judged for warnings when `--driver` names none.
-pub const FAMILIES: &[Driver] = &[Driver::Pgx];
+pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Pgjdbc];

@@ -19,7 +19,7 @@ use super::Refusal;
 pub(super) fn judge(served: &[X509], host: &str, root_pem: &[u8]) -> Result<(), Refusal> {
     let Some(leaf) = served.first() else { return Ok(()) };
     let go = |why: String, fix: &str| Refusal { driver: "pgx (Go)", why, fix: fix.to_owned() };
-    let anchors = certificate_blocks(root_pem);
+    let anchors = super::certificate_blocks(root_pem);
     if anchors.is_empty() {
         return Err(go(
             "cannot parse ``: failed to configure TLS (unable to add CA to cert pool)".into(),
@@ -54,7 +54,7 @@ pub(super) fn judge(served: &[X509], host: &str, root_pem: &[u8]) -> Result<(), 
     // Every signature Go checks: each certificate's but the trust anchor's own, against the
     // candidate issuer it names in its error.
     let known: Vec<&X509Ref> = served.iter().chain(anchors.iter()).map(AsRef::as_ref).collect();
-    for cert in served.iter().filter(|c| !anchors.iter().any(|a| same(a, c))) {
+    for cert in served.iter().filter(|c| !anchors.iter().any(|a| super::same(a, c))) {
         let algorithm = cert.signature_algorithm().object().nid();
         let hint = match algorithm {
             Nid::SHA1WITHRSAENCRYPTION => "insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)",
@@ -84,55 +84,15 @@ pub(super) fn judge(served: &[X509], host: &str, root_pem: &[u8]) -> Result<(), 
     }
     // Go trusts PGSSLROOTCERT's certificates and nothing else (libpq also trusts those in the
     // CRL file). Only a missing issuer is Go's concern here: the rest OpenSSL judged for libpq.
-    if let Err(code) = chains_to(served, &anchors) {
-        const ISSUER_UNKNOWN: [i32; 4] = [2, 18, 19, 20];
-        if ISSUER_UNKNOWN.contains(&code) {
-            return Err(go(
-                "x509: certificate signed by unknown authority".into(),
-                "Go trusts only the certificates in PGSSLROOTCERT: put the issuing CA there",
-            ));
-        }
+    if let Err(code) = super::chains_to(served, &anchors)
+        && super::ISSUER_UNKNOWN.contains(&code)
+    {
+        return Err(go(
+            "x509: certificate signed by unknown authority".into(),
+            "Go trusts only the certificates in PGSSLROOTCERT: put the issuing CA there",
+        ));
     }
     Ok(())
-}
-
-/// The `CERTIFICATE` PEM blocks Go's `AppendCertsFromPEM` takes.
-fn certificate_blocks(pem: &[u8]) -> Vec<X509> {
-    let text = String::from_utf8_lossy(pem);
-    let mut certs = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
-        let block = &rest[start..];
-        let Some(end) = block.find("-----END CERTIFICATE-----") else { break };
-        let end = end + "-----END CERTIFICATE-----".len();
-        if let Ok(cert) = X509::from_pem(&block.as_bytes()[..end]) {
-            certs.push(cert);
-        }
-        rest = &block[end..];
-    }
-    certs
-}
-
-/// Whether `served` leads to one of `anchors` (no CRLs: pgx checks none); OpenSSL's error code
-/// if not.
-fn chains_to(served: &[X509], anchors: &[X509]) -> Result<(), i32> {
-    use openssl::stack::Stack;
-    use openssl::x509::X509StoreContext;
-    use openssl::x509::store::X509StoreBuilder;
-    let (Some(leaf), Ok(mut store)) = (served.first(), X509StoreBuilder::new()) else { return Ok(()) };
-    for anchor in anchors {
-        let _ = store.add_cert(anchor.clone());
-    }
-    let store = store.build();
-    let Ok(mut untrusted) = Stack::new() else { return Ok(()) };
-    for cert in &served[1..] {
-        let _ = untrusted.push(cert.clone());
-    }
-    let Ok(mut ctx) = X509StoreContext::new() else { return Ok(()) };
-    match ctx.init(&store, leaf, &untrusted, |c| Ok((c.verify_cert()?, c.error().as_raw()))) {
-        Ok((false, code)) => Err(code),
-        _ => Ok(()),
-    }
 }
 
 /// The name Go gives a candidate issuer: its CN, else its first O, else its serial.
@@ -142,10 +102,6 @@ fn go_cert_name(cert: &X509Ref) -> String {
         let serial = cert.serial_number().to_bn().ok().and_then(|n| n.to_dec_str().ok().map(|s| s.to_string()));
         format!("serial:{}", serial.unwrap_or_default())
     })
-}
-
-fn same(a: &X509Ref, b: &X509Ref) -> bool {
-    matches!((a.to_der(), b.to_der()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Go's `hasSANExtension`.

@@ -125,6 +125,16 @@ impl ChildEnv {
             let password = if passfile.is_some() { None } else { target.password.as_ref() };
             named.push((var.clone(), Value::Secret(database_url(target, root, password))));
         }
+        // pgjdbc reads no PG* variable but PGPASSFILE: an app built from PGHOST… would connect
+        // with sslmode=prefer. It gets the verify-full URL, the user and (unless the password is
+        // in the .pgpass, which pgjdbc reads) the password, as Heroku names them.
+        if plan.drivers.contains(&crate::drivers::Driver::Pgjdbc) {
+            named.push(("JDBC_DATABASE_URL".into(), Value::Plain(jdbc_url(target, root))));
+            named.push(("JDBC_DATABASE_USERNAME".into(), Value::Plain(target.user.clone())));
+            if let (None, Some(password)) = (passfile, &target.password) {
+                named.push(("JDBC_DATABASE_PASSWORD".into(), Value::Secret(password.clone())));
+            }
+        }
         // Other inherited values the launcher replaces (PGSSLMODE, PGGSSENCMODE and PGSSLROOTCERT were
         // reported above, with more to say). Names only: the old value may be a password.
         for (name, value) in set.iter().map(|(k, v)| (*k, v)).chain(named.iter().map(|(k, v)| (k.as_str(), v))) {
@@ -194,6 +204,23 @@ fn database_url(target: &Target, root: &Path, password: Option<&SecretString>) -
         encode_into(&mut url, &addr.to_string());
     }
     SecretString::new(url)
+}
+
+/// `jdbc:postgresql://host:port/db?sslmode=verify-full&sslrootcert=…`: no credentials in it
+/// (pgjdbc's exceptions repeat the URL), the database and the file percent-encoded (pgjdbc
+/// URL-decodes both).
+fn jdbc_url(target: &Target, root: &Path) -> String {
+    let mut url = String::from("jdbc:postgresql://");
+    if target.host.parse::<std::net::Ipv6Addr>().is_ok() {
+        let _ = write!(url, "[{}]", target.host);
+    } else {
+        url.push_str(&target.host);
+    }
+    let _ = write!(url, ":{}/", target.port);
+    encode_into(&mut url, &target.dbname);
+    url.push_str("?sslmode=verify-full&sslrootcert=");
+    encode_into(&mut url, &root.display().to_string());
+    url
 }
 
 fn encode_into(out: &mut String, value: &str) {

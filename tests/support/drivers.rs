@@ -27,3 +27,19 @@ pub fn pgx_app() -> &'static Path {
         app
     })
 }
+
+/// The Java app on pgjdbc (`examples/pgjdbc`), compiled once against Debian's
+/// `libpostgresql-jdbc-java`; returns the command that runs it.
+pub fn pgjdbc_app() -> Command {
+    static CLASSES: OnceLock<PathBuf> = OnceLock::new();
+    const JAR: &str = "/usr/share/java/postgresql.jar";
+    let classes = CLASSES.get_or_init(|| {
+        let classes = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pgjdbc-app");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pgjdbc/App.java");
+        run_ok(Command::new("javac").args(["-cp", JAR, "-d"]).arg(&classes).arg(source));
+        classes
+    });
+    let mut c = Command::new("java");
+    c.args(["-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp"]).arg(format!("{}:{JAR}", classes.display())).arg("App");
+    c
+}

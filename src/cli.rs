@@ -276,9 +276,10 @@ pub struct Options {
     pub keep_env: Vec<String>,
 
     /// The app's PostgreSQL driver: the check refuses (76) what it would refuse, in its words, and
-    /// the app gets what the driver reads. libpq (the default: psql, psycopg, ruby-pg), pgx (Go)
-    /// or pgjdbc (Java: JDBC_DATABASE_URL…). Repeatable, for an app with two. Without it, a
-    /// warning names the drivers that would refuse the server's certificate.
+    /// the app gets what the driver reads. libpq (the default: psql, psycopg, ruby-pg), pgx (Go),
+    /// pgjdbc (Java: JDBC_DATABASE_URL…) or node-postgres (NODE_EXTRA_CA_CERTS). Repeatable, for
+    /// an app with two. Without it, a warning names the drivers that would refuse the server's
+    /// certificate.
     #[arg(long, env = "LAUNCHER_DRIVER", value_enum, value_name = "NAME", value_delimiter = ',')]
     pub driver: Vec<crate::drivers::Driver>,
 

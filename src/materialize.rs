@@ -193,13 +193,20 @@ pub struct Written {
     pub passfile: Option<PathBuf>,
     /// The client certificate and key issued.
     pub client: Option<ClientFiles>,
+    /// For node-postgres: an inherited NODE_EXTRA_CA_CERTS bundle with the CA appended.
+    pub node_extra: Option<PathBuf>,
 }
 
 impl Written {
     /// What the app's environment names.
     #[must_use]
     pub fn for_env(&self) -> crate::env::Files<'_> {
-        crate::env::Files { root: &self.root, passfile: self.passfile.as_deref(), client: self.client.as_ref() }
+        crate::env::Files {
+            root: &self.root,
+            passfile: self.passfile.as_deref(),
+            client: self.client.as_ref(),
+            node_extra: self.node_extra.as_deref(),
+        }
     }
 }
 
@@ -221,11 +228,19 @@ pub fn write(
         }
         _ => None,
     };
-    let runtime_dir = if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() {
-        Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref(), reader)?)
-    } else {
-        None
-    };
+    // Node reads one extra-CA file: an inherited one must stay trusted beside ours.
+    let inherited_node_ca = plan
+        .drivers
+        .contains(&crate::drivers::Driver::NodePostgres)
+        .then(|| plan.env.get("NODE_EXTRA_CA_CERTS"))
+        .flatten()
+        .filter(|p| !crate::tls::chain::is_system(Path::new(p)));
+    let runtime_dir =
+        if matches!(plan.ca, CaPlan::Fetch(_)) || passfile_needed || client.is_some() || inherited_node_ca.is_some() {
+            Some(RuntimeDir::create(&plan.env, plan.runtime_dir.as_deref(), reader)?)
+        } else {
+            None
+        };
     let root = match (&plan.ca, ca, &runtime_dir) {
         (CaPlan::Fetch(_), Some(pem), Some(dir)) => dir.write("root.crt", pem.expose(), 0o644)?,
         (CaPlan::Existing(path), _, _) => path.clone(),
@@ -242,7 +257,24 @@ pub fn write(
         }),
         _ => None,
     };
-    Ok(Written { runtime_dir, root, passfile, client })
+    let node_extra = match (inherited_node_ca, &runtime_dir) {
+        (Some(inherited), Some(dir)) => {
+            let mut bundle = std::fs::read(inherited)
+                .exit(Exit::CantCreate)
+                .map_err(|e| e.context(format!("NODE_EXTRA_CA_CERTS: reading {inherited}")))?;
+            if !crate::tls::chain::is_system(&root) {
+                bundle.push(b'\n');
+                bundle.extend(
+                    std::fs::read(&root)
+                        .exit(Exit::CantCreate)
+                        .map_err(|e| e.context(format!("reading {}", root.display())))?,
+                );
+            }
+            Some(dir.write("node-extra-ca.pem", &bundle, 0o644)?)
+        }
+        _ => None,
+    };
+    Ok(Written { runtime_dir, root, passfile, client, node_extra })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use launcher_core::Reference;
 
 use crate::cli::Options;
+use crate::drivers::Driver;
 use crate::error::{Error, Exit};
 use crate::libpq::Libpq;
 
@@ -209,7 +210,9 @@ impl Plan {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
         refuse_unsafe(options, &env, uses_vault)?;
-        for (driver, name) in [(crate::drivers::Driver::Pgx, "pgx"), (crate::drivers::Driver::Pgjdbc, "pgjdbc")] {
+        for (driver, name) in
+            [(Driver::Pgx, "pgx"), (Driver::Pgjdbc, "pgjdbc"), (Driver::NodePostgres, "node-postgres")]
+        {
             if libpq.hostaddr.is_some() && options.driver.contains(&driver) {
                 return Err(Error::msg(
                     Exit::Config,

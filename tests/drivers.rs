@@ -1,10 +1,12 @@
-//! Issue 15: the app's driver decides. Real pgx and pgjdbc apps (examples/) behind the launcher
+//! Issue 15: the app's driver decides. Real pgx, pgjdbc and node-postgres apps (examples/) behind the launcher
 //! either connect with TLS or the launcher refuses before they run; the seed article's
 //! certificate is flagged for Go apps even when no driver is named. (The oracle compares
-//! `--driver pgx` and `--driver pgjdbc` with the drivers themselves on every certificate case.)
+//! `--driver pgx`, `pgjdbc` and `node-postgres` with the drivers themselves on every certificate
+//! case.)
 
 use crate::support::{
-    self, Fixture, Pg, Run, canary, drivers::pgjdbc_app, drivers::pgx_app, launcher, services, unique,
+    self, Fixture, Pg, Run, canary, drivers::node_app, drivers::pgjdbc_app, drivers::pgx_app, launcher, services,
+    unique,
 };
 
 #[test]
@@ -102,4 +104,39 @@ fn a_pgjdbc_app_gets_a_verify_full_url_and_connects_with_tls() {
     );
     assert!(run.stdout.contains(&format!("export JDBC_DATABASE_USERNAME='{}'", f.role)), "{run}");
     assert!(run.stdout.contains("export JDBC_DATABASE_PASSWORD='<redacted>'"), "{run}");
+}
+
+#[test]
+fn a_node_postgres_app_trusts_the_ca_through_node_extra_ca_certs_and_keeps_an_inherited_one() {
+    let s = services();
+    let f = Fixture::new();
+    let app = node_app();
+    let launch = |extra: Option<&std::path::Path>| {
+        let mut cmd = f.launcher();
+        if let Some(extra) = extra {
+            cmd.env("NODE_EXTRA_CA_CERTS", extra);
+        }
+        cmd.args(["--driver", "node-postgres", "--"]).arg(app.get_program()).args(app.get_args());
+        Run::of(&mut cmd)
+    };
+    // node-postgres ignores PGSSLROOTCERT: without NODE_EXTRA_CA_CERTS it would not trust the CA.
+    let run = launch(None);
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+    // An inherited bundle stays trusted: the app gets both, in a file of the launcher's.
+    let run = launch(Some(&s.certs.other_ca));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+    let mut env = launcher(&f.home);
+    env.env("VAULT_ADDR", &s.bao.addr)
+        .env("VAULT_TOKEN", crate::support::bao::ROOT_TOKEN)
+        .env("NODE_EXTRA_CA_CERTS", &s.certs.other_ca);
+    let run =
+        Run::of(env.args(["env", "--credentials", &f.credentials(), "--ca", &f.ca(), "--driver", "node-postgres"]));
+    run.assert_ok();
+    let bundle = run.stdout.lines().find_map(|l| l.strip_prefix("export NODE_EXTRA_CA_CERTS='")).unwrap();
+    let bundle = std::fs::read_to_string(bundle.trim_end_matches('\'')).unwrap();
+    let other = std::fs::read_to_string(&s.certs.other_ca).unwrap();
+    let ours = std::fs::read_to_string(&s.certs.ca).unwrap();
+    assert!(bundle.contains(other.trim()) && bundle.contains(ours.trim()), "both CAs in the bundle");
 }

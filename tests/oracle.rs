@@ -808,9 +808,12 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         // PGHOSTADDR makes the launcher refuse that combination outright.
         let home = case_dir.join("home");
         let mut judged = Vec::new();
-        for (driver, app) in
-            [("pgx", Command::new(support::drivers::pgx_app())), ("pgjdbc", support::drivers::pgjdbc_app())]
-        {
+        let apps = [
+            ("pgx", Command::new(support::drivers::pgx_app())),
+            ("pgjdbc", support::drivers::pgjdbc_app()),
+            ("node-postgres", support::drivers::node_app()),
+        ];
+        for (driver, app) in apps {
             let theirs = driver_verdict(app, driver, &env, &home);
             let (ours_d, run_d) = launcher_verdict(&env, &home, &["--driver", driver]);
             run_d.assert_no_leak(&password);

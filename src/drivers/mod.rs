@@ -3,6 +3,7 @@
 //! and with how to fix the certificate. Without `--driver`, the same judges say which driver
 //! families would refuse the certificate, as warnings. libpq's judge is the check itself.
 
+mod node;
 mod pgjdbc;
 mod pgx;
 
@@ -22,6 +23,9 @@ pub enum Driver {
     /// pgjdbc (Java): reads no PG* variable but PGPASSFILE, so the app gets JDBC_DATABASE_URL
     /// (verify-full), JDBC_DATABASE_USERNAME and JDBC_DATABASE_PASSWORD; pgjdbc's host-name rules.
     Pgjdbc,
+    /// node-postgres (`pg`): it ignores PGSSLROOTCERT, so the app gets NODE_EXTRA_CA_CERTS (merged
+    /// with an inherited one); Node's host-name rules.
+    NodePostgres,
 }
 
 /// Why a driver would refuse the server.
@@ -43,6 +47,7 @@ pub fn judge(driver: Driver, served: &[X509], host: &str, root: &Path, root_pem:
         Driver::Libpq => Ok(()),
         Driver::Pgx => pgx::judge(served, host, root_pem),
         Driver::Pgjdbc => pgjdbc::judge(served, host, root, root_pem),
+        Driver::NodePostgres => node::judge(served, host, root_pem),
     }
 }
 
@@ -65,8 +70,8 @@ fn certificate_blocks(pem: &[u8]) -> Vec<X509> {
 }
 
 /// Whether `served` leads to one of `anchors` (no CRLs: neither pgx nor pgjdbc checks them);
-/// OpenSSL's error code if not.
-fn chains_to(served: &[X509], anchors: &[X509]) -> Result<(), i32> {
+/// OpenSSL's error code and words if not.
+fn chains_to(served: &[X509], anchors: &[X509]) -> Result<(), (i32, String)> {
     use openssl::stack::Stack;
     use openssl::x509::X509StoreContext;
     use openssl::x509::store::X509StoreBuilder;
@@ -80,8 +85,8 @@ fn chains_to(served: &[X509], anchors: &[X509]) -> Result<(), i32> {
         let _ = untrusted.push(cert.clone());
     }
     let Ok(mut ctx) = X509StoreContext::new() else { return Ok(()) };
-    match ctx.init(&store, leaf, &untrusted, |c| Ok((c.verify_cert()?, c.error().as_raw()))) {
-        Ok((false, code)) => Err(code),
+    match ctx.init(&store, leaf, &untrusted, |c| Ok((c.verify_cert()?, c.error()))) {
+        Ok((false, error)) => Err((error.as_raw(), error.error_string().to_owned())),
         _ => Ok(()),
     }
 }
@@ -94,4 +99,4 @@ fn same(a: &X509Ref, b: &X509Ref) -> bool {
 }
 
 /// The drivers judged for warnings when `--driver` names none.
-pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Pgjdbc];
+pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Pgjdbc, Driver::NodePostgres];

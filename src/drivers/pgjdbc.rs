@@ -25,7 +25,7 @@ pub(super) fn judge(served: &[X509], host: &str, root: &Path, root_pem: &[u8]) -
             "Java reads only \"BEGIN CERTIFICATE\" blocks (not OpenSSL's \"TRUSTED CERTIFICATE\"): write the CA as a plain certificate",
         ));
     }
-    if let Err(code) = super::chains_to(served, &super::certificate_blocks(root_pem))
+    if let Err((code, _)) = super::chains_to(served, &super::certificate_blocks(root_pem))
         && super::ISSUER_UNKNOWN.contains(&code)
     {
         return Err(java(

@@ -84,7 +84,7 @@ pub(super) fn judge(served: &[X509], host: &str, root_pem: &[u8]) -> Result<(), 
     }
     // Go trusts PGSSLROOTCERT's certificates and nothing else (libpq also trusts those in the
     // CRL file). Only a missing issuer is Go's concern here: the rest OpenSSL judged for libpq.
-    if let Err(code) = super::chains_to(served, &anchors)
+    if let Err((code, _)) = super::chains_to(served, &anchors)
         && super::ISSUER_UNKNOWN.contains(&code)
     {
         return Err(go(

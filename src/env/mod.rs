@@ -23,6 +23,8 @@ pub struct Files<'a> {
     pub passfile: Option<&'a Path>,
     /// The client certificate and key.
     pub client: Option<&'a crate::check::ClientFiles>,
+    /// The inherited NODE_EXTRA_CA_CERTS bundle with the CA added, for node-postgres.
+    pub node_extra: Option<&'a Path>,
 }
 
 /// A value the launcher sets.
@@ -124,6 +126,12 @@ impl ChildEnv {
         if let Some(var) = &plan.database_url {
             let password = if passfile.is_some() { None } else { target.password.as_ref() };
             named.push((var.clone(), Value::Secret(database_url(target, root, password))));
+        }
+        // node-postgres ignores PGSSLROOTCERT: Node trusts its bundled roots and the file
+        // NODE_EXTRA_CA_CERTS names (read once, at start-up), which must keep an inherited one's.
+        if plan.drivers.contains(&crate::drivers::Driver::NodePostgres) && !crate::tls::chain::is_system(root) {
+            let bundle = files.node_extra.unwrap_or(root);
+            named.push(("NODE_EXTRA_CA_CERTS".into(), Value::Plain(bundle.display().to_string())));
         }
         // pgjdbc reads no PG* variable but PGPASSFILE: an app built from PGHOST… would connect
         // with sslmode=prefer. It gets the verify-full URL, the user and (unless the password is
@@ -305,22 +313,30 @@ mod tests {
         let unused = ChildEnv::build(
             &plan(parent()),
             &target(),
-            &Files { root: Path::new("/r"), passfile: None, client: None },
+            &Files { root: Path::new("/r"), passfile: None, client: None, node_extra: None },
             None,
         );
         assert!(names(&unused).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()), "not used, not touched");
         assert!(!names(&unused).contains(&"VAULT_TOKEN".to_owned()));
         let used = plan_with(parent(), &["launcher", "--credentials", "aws-sm:db", "--", "true"]);
-        let env =
-            ChildEnv::build(&used, &target(), &Files { root: Path::new("/r"), passfile: None, client: None }, None);
+        let env = ChildEnv::build(
+            &used,
+            &target(),
+            &Files { root: Path::new("/r"), passfile: None, client: None, node_extra: None },
+            None,
+        );
         assert!(!names(&env).iter().any(|n| n == "AWS_ACCESS_KEY_ID" || n == "AWS_SECRET_ACCESS_KEY"));
         assert!(names(&env).contains(&"AWS_REGION".to_owned()));
         let kept = plan_with(
             parent(),
             &["launcher", "--credentials", "aws-sm:db", "--keep-env", "AWS_ACCESS_KEY_ID,VAULT_TOKEN", "--", "true"],
         );
-        let env =
-            ChildEnv::build(&kept, &target(), &Files { root: Path::new("/r"), passfile: None, client: None }, None);
+        let env = ChildEnv::build(
+            &kept,
+            &target(),
+            &Files { root: Path::new("/r"), passfile: None, client: None, node_extra: None },
+            None,
+        );
         assert!(names(&env).contains(&"AWS_ACCESS_KEY_ID".to_owned()));
         assert!(names(&env).contains(&"VAULT_TOKEN".to_owned()));
         assert!(!names(&env).contains(&"AWS_SECRET_ACCESS_KEY".to_owned()));
@@ -353,7 +369,7 @@ mod tests {
         let env = ChildEnv::build(
             &plan(parent),
             &target(),
-            &Files { root: Path::new("/run/x/root.crt"), passfile: None, client: None },
+            &Files { root: Path::new("/run/x/root.crt"), passfile: None, client: None, node_extra: None },
             None,
         );
         let pairs: Vec<(String, String)> =
@@ -427,7 +443,12 @@ mod tests {
             ("PGHOST", "old.example"),
         ]);
         let p = plan_with(parent, &["launcher", "--pristine", "--keep-env", "APP_MODE", "--", "true"]);
-        let env = ChildEnv::build(&p, &target(), &Files { root: Path::new("/r"), passfile: None, client: None }, None);
+        let env = ChildEnv::build(
+            &p,
+            &target(),
+            &Files { root: Path::new("/r"), passfile: None, client: None, node_extra: None },
+            None,
+        );
         let names: Vec<String> = env.pairs().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
         for kept in ["PATH", "LC_ALL", "NOTIFY_SOCKET", "APP_MODE", "PGHOST", "PGSSLMODE"] {
             assert!(names.contains(&kept.to_owned()), "{kept}: {names:?}");
@@ -441,7 +462,7 @@ mod tests {
         let env = ChildEnv::build(
             &plan(ParentEnv::default()),
             &target(),
-            &Files { root: Path::new("/r/root.crt"), passfile: None, client: None },
+            &Files { root: Path::new("/r/root.crt"), passfile: None, client: None, node_extra: None },
             None,
         );
         let shell = env.render(EnvFormat::Shell, false).unwrap();

@@ -43,3 +43,11 @@ pub fn pgjdbc_app() -> Command {
     c.args(["-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp"]).arg(format!("{}:{JAR}", classes.display())).arg("App");
     c
 }
+
+/// The Node app on node-postgres (`examples/node-postgres`, its modules installed by
+/// `scripts/setup` with `npm ci`); returns the command that runs it.
+pub fn node_app() -> Command {
+    let mut c = Command::new("node");
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-postgres/app.js"));
+    c
+}

@@ -11,22 +11,8 @@ pub fn database_engine() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let s = services();
-        let admin_password = canary();
-        s.pg.create_role("vaultadmin", &admin_password);
-        s.pg.sql("ALTER ROLE vaultadmin SUPERUSER");
         s.bao.api("POST", "/v1/sys/mounts/database", Some(&serde_json::json!({"type": "database"})));
-        let url = format!(
-            "postgresql://{{{{username}}}}:{{{{password}}}}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
-            s.pg.port,
-            s.certs.ca.display()
-        );
-        s.bao.api(
-            "POST",
-            "/v1/database/config/pg",
-            Some(&serde_json::json!({"plugin_name": "postgresql-database-plugin", "connection_url": url,
-                "username": "vaultadmin", "password": admin_password, "allowed_roles": "*",
-                "password_authentication": "scram-sha-256"})),
-        );
+        database_connection("pg", "vaultadmin", &serde_json::json!({"allowed_roles": "*"}));
         // A static role: an existing user whose password Vault rotates (it sets one at once).
         s.pg.create_role("static_app", &canary());
         s.bao.api(
@@ -44,6 +30,27 @@ pub fn database_engine() {
             );
         }
     });
+}
+
+/// A connection `name` of the `database/` engine to the test PostgreSQL, through a superuser
+/// `admin` made for it (verify-full: the plugin is pgx and the test certificate has SANs), with
+/// `settings` (allowed roles, a username template) added.
+pub fn database_connection(name: &str, admin: &str, settings: &serde_json::Value) {
+    let s = services();
+    let admin_password = canary();
+    s.pg.create_role(admin, &admin_password);
+    s.pg.sql(&format!("ALTER ROLE {admin} SUPERUSER"));
+    let url = format!(
+        "postgresql://{{{{username}}}}:{{{{password}}}}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        s.pg.port,
+        s.certs.ca.display()
+    );
+    let mut config = serde_json::json!({"plugin_name": "postgresql-database-plugin", "connection_url": url,
+        "username": admin, "password": admin_password, "password_authentication": "scram-sha-256"});
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), settings.as_object()) {
+        config.extend(extra.clone());
+    }
+    s.bao.api("POST", &format!("/v1/database/config/{name}"), Some(&config));
 }
 
 fn dynamic(role: &str, token: &str) -> std::process::Command {

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::auth::{accessor_of, lease_alive, new_secret_id, secret_file, setup, token_alive};
-use crate::support::{self, Fixture, Run, bao::ROOT_TOKEN, canary, launcher, pg::psql, services, unique};
+use crate::support::{self, Fixture, Run, bao::ROOT_TOKEN, launcher, pg::psql, services, unique};
 
 const TLS_ROW: &str = "select ssl from pg_stat_ssl where pid = pg_backend_pid()";
 
@@ -154,20 +154,10 @@ fn signal_engine() {
     crate::dynamic::database_engine();
     DONE.get_or_init(|| {
         let s = services();
-        let admin_password = canary();
-        s.pg.create_role("sigadmin", &admin_password);
-        s.pg.sql("ALTER ROLE sigadmin SUPERUSER");
-        let url = format!(
-            "postgresql://{{{{username}}}}:{{{{password}}}}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
-            s.pg.port,
-            s.certs.ca.display()
-        );
-        s.bao.api(
-            "POST",
-            "/v1/database/config/pgsig",
-            Some(&serde_json::json!({"plugin_name": "postgresql-database-plugin", "connection_url": url,
-                "username": "sigadmin", "password": admin_password, "allowed_roles": "sig",
-                "password_authentication": "scram-sha-256", "username_template": "sig-{{random 12}}"})),
+        crate::dynamic::database_connection(
+            "pgsig",
+            "sigadmin",
+            &serde_json::json!({"allowed_roles": "sig", "username_template": "sig-{{random 12}}"}),
         );
         let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
         s.bao.api(

@@ -87,24 +87,30 @@ fn libpq_session(port: u16, role: &str, password: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).trim().split('|').map(str::to_owned).collect()
 }
 
-#[test]
-fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
+/// A PostgreSQL limited to TLS 1.2 with the test certificate, `extra` added to its config.
+fn tls12_server(name: &str, extra: &str) -> Pg {
     let s = services();
-    let home = support::home(&unique("chk-home"));
-    let tls12_dir = s.root.join(unique("pg-tls12"));
-    let tls12 = Pg::start_custom(
-        &tls12_dir,
+    let conf = format!("ssl_max_protocol_version = 'TLSv1.2'\n{extra}");
+    Pg::start_custom(
+        &s.root.join(unique(name)),
         &s.certs.server_cert,
         &s.certs.server_key,
         true,
         support::free_port_pair(),
         None,
         Some(support::pg::Custom {
-            conf: "ssl_max_protocol_version = 'TLSv1.2'\n",
+            conf: &conf,
             hba: Some("local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"),
             openssl_conf: None,
         }),
-    );
+    )
+}
+
+#[test]
+fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
+    let s = services();
+    let home = support::home(&unique("chk-home"));
+    let tls12 = tls12_server("pg-tls12", "");
     for (port, pg, version) in [(s.pg.port, &s.pg, "TLSv1.3"), (tls12.port, &tls12, "TLSv1.2")] {
         let role = unique("tlsv");
         let password = canary();
@@ -121,20 +127,7 @@ fn report_names_the_session_as_pg_stat_ssl_does_on_tls_1_3_and_1_2() {
 
     // Issue 14: the session is libpq's OpenSSL, so a TLS 1.2 server that offers only a CBC suite
     // (beyond rustls) is reached as libpq reaches it, and named as pg_stat_ssl names it.
-    let cbc_dir = s.root.join(unique("pg-cbc"));
-    let cbc = Pg::start_custom(
-        &cbc_dir,
-        &s.certs.server_cert,
-        &s.certs.server_key,
-        true,
-        support::free_port_pair(),
-        None,
-        Some(support::pg::Custom {
-            conf: "ssl_max_protocol_version = 'TLSv1.2'\nssl_ciphers = 'ECDHE-ECDSA-AES128-SHA256'\n",
-            hba: Some("local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"),
-            openssl_conf: None,
-        }),
-    );
+    let cbc = tls12_server("pg-cbc", "ssl_ciphers = 'ECDHE-ECDSA-AES128-SHA256'\n");
     let role = unique("cbc");
     let password = canary();
     cbc.create_role(&role, &password);

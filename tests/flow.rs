@@ -115,6 +115,7 @@ fn vault_namespace_reads_the_secret_in_that_namespace() {
         assert!((200..300).contains(&status), "{method} {path} in {ns}: HTTP {status}: {text}");
     };
     in_ns("POST", "/v1/sys/mounts/secret", serde_json::json!({"type": "kv", "options": {"version": "2"}}));
+    s.bao.wait_kv2_ready("secret", &format!("X-Vault-Namespace: {ns}\r\n"));
     // Only the namespace holds this path.
     let root_secret = s.bao.api("GET", &format!("/v1/secret/data/{}", f.kv_path), None);
     in_ns("POST", "/v1/secret/data/only-here/db", serde_json::json!({"data": root_secret["data"]["data"]}));

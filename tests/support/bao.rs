@@ -130,6 +130,21 @@ impl Bao {
         );
     }
 
+    /// Waits until a KV v2 engine freshly mounted at `mount` takes writes: OpenBao upgrades
+    /// a new mount in the background and answers 400 ("Upgrading from non-versioned to
+    /// versioned data") until it is done. `headers` as in `request_with` (a namespace).
+    pub fn wait_kv2_ready(&self, mount: &str, headers: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = self.request_with("GET", &format!("/v1/{mount}/config"), Some(ROOT_TOKEN), None, headers);
+            match answer {
+                Some((200, _)) => return,
+                other => assert!(Instant::now() < deadline, "KV v2 at {mount} never became ready: {other:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A token with only the `default` policy (which reads no secret).
     pub fn weak_token(&self) -> String {
         let v = self.api("POST", "/v1/auth/token/create", Some(&serde_json::json!({"policies": ["default"]})));

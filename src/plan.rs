@@ -8,7 +8,6 @@ use std::time::Duration;
 use launcher_core::Reference;
 
 use crate::cli::Options;
-use crate::drivers::Driver;
 use crate::error::{Error, Exit};
 use crate::libpq::Libpq;
 
@@ -210,18 +209,15 @@ impl Plan {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
         refuse_unsafe(options, &env, uses_vault)?;
-        for (driver, name) in
-            [(Driver::Pgx, "pgx"), (Driver::Pgjdbc, "pgjdbc"), (Driver::NodePostgres, "node-postgres")]
-        {
-            if libpq.hostaddr.is_some() && options.driver.contains(&driver) {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!(
-                        "PGHOSTADDR: {name} ignores it and dials PGHOST, not the address the check would connect to: \
-                         unset PGHOSTADDR, or give the address as PGHOST"
-                    ),
-                ));
-            }
+        if let Some(driver) = options.driver.iter().find(|d| !d.takes_hostaddr()).filter(|_| libpq.hostaddr.is_some()) {
+            return Err(Error::msg(
+                Exit::Config,
+                format!(
+                    "PGHOSTADDR: {} ignores it and dials PGHOST, not the address the check would connect to: unset \
+                     PGHOSTADDR, or give the address as PGHOST",
+                    driver.name()
+                ),
+            ));
         }
         let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
         Ok(Self {

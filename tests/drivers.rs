@@ -1,12 +1,12 @@
-//! Issue 15: the app's driver decides. Real pgx, pgjdbc and node-postgres apps (examples/) behind the launcher
+//! Issue 15: the app's driver decides. Real pgx, rustls, pgjdbc and node-postgres apps (examples/) behind the launcher
 //! either connect with TLS or the launcher refuses before they run; the seed article's
 //! certificate is flagged for Go apps even when no driver is named. (The oracle compares
 //! `--driver pgx`, `pgjdbc` and `node-postgres` with the drivers themselves on every certificate
 //! case.)
 
 use crate::support::{
-    self, Fixture, Pg, Run, canary, drivers::node_app, drivers::pgjdbc_app, drivers::pgx_app, launcher, services,
-    unique,
+    self, Fixture, Pg, Run, canary, drivers::node_app, drivers::pgjdbc_app, drivers::pgx_app, drivers::rustls_app,
+    launcher, services, unique,
 };
 
 #[test]
@@ -19,7 +19,7 @@ fn a_pgx_app_connects_with_verify_full_from_the_launchers_environment_alone() {
 }
 
 #[test]
-fn the_seed_articles_certificate_is_flagged_for_go_and_refused_for_a_pgx_app() {
+fn the_seed_articles_certificate_is_flagged_for_go_and_rust_and_refused_for_their_apps() {
     let s = services();
     let dir = s.root.join(unique("seed-cert"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -60,6 +60,31 @@ fn the_seed_articles_certificate_is_flagged_for_go_and_refused_for_a_pgx_app() {
     let mut libpq = launcher(&home);
     libpq_env(&mut libpq);
     Run::of(libpq.args(["--driver", "libpq", "--", "true"])).assert_ok();
+    // And for Rust: rustls refuses a CA:TRUE certificate as the server's.
+    let warning = "rustls would refuse the server: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity)); \
+                   rustls refuses a CA certificate (basicConstraints CA:TRUE) as the server's";
+    assert!(
+        report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().starts_with(warning)),
+        "{report}"
+    );
+    let mut launch = launcher(&home);
+    libpq_env(&mut launch);
+    let run = Run::of(launch.args(["--driver", "rustls", "--"]).arg(rustls_app().get_program()));
+    run.assert_fails(76, warning).assert_no_leak(&password);
+    assert_eq!(run.stdout, "", "the app must not run: {run}");
+    let mut direct = rustls_app();
+    libpq_env(&mut direct);
+    let out = direct.output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CaUsedAsEndEntity"), "rustls itself refuses it");
+}
+
+#[test]
+fn a_rustls_app_connects_from_the_launchers_environment_alone() {
+    let f = Fixture::new();
+    let run = Run::of(f.launcher().args(["--driver", "rustls", "--"]).arg(rustls_app().get_program()));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "rustls's session is encrypted: {run}");
+    assert!(!run.stderr.contains("would refuse"), "{run}");
 }
 
 #[test]

@@ -117,6 +117,21 @@ fn certificate_authentication_with_no_password() {
 }
 
 #[test]
+fn a_rustls_app_presents_the_issued_client_certificate() {
+    let server = pki_server();
+    let home = support::home(&unique("pki-rustls"));
+    let app = support::drivers::rustls_app();
+    let run = Run::of(
+        launch(&home, server.pg.port)
+            .args(["--user", "certuser", "--client-cert", "vault-pki:pki/issue/client", "--driver", "rustls", "--"])
+            .arg(app.get_program()),
+    );
+    // certuser logs in by certificate alone: the app's rustls config presented PGSSLCERT/PGSSLKEY.
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+}
+
+#[test]
 fn scram_with_clientcert_verify_full() {
     let server = pki_server();
     let role = unique("mtls");

@@ -6,6 +6,7 @@
 mod node;
 mod pgjdbc;
 mod pgx;
+mod rustls;
 
 use std::path::Path;
 
@@ -26,6 +27,32 @@ pub enum Driver {
     /// node-postgres (`pg`): it ignores PGSSLROOTCERT, so the app gets NODE_EXTRA_CA_CERTS (merged
     /// with an inherited one); Node's host-name rules.
     NodePostgres,
+    /// rustls (sqlx with rustls, tokio-postgres-rustls; examples/rustls): rustls-webpki's own
+    /// verdict on the chain; it matches subjectAltName only and refuses CA:TRUE and v1 leaves.
+    Rustls,
+}
+
+impl Driver {
+    /// The name `--driver` takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Libpq => "libpq",
+            Self::Pgx => "pgx",
+            Self::Pgjdbc => "pgjdbc",
+            Self::NodePostgres => "node-postgres",
+            Self::Rustls => "rustls",
+        }
+    }
+
+    /// Whether the driver connects to PGHOSTADDR: the others dial PGHOST (pgx, node-postgres,
+    /// pgjdbc's URL, the rustls apps' tokio-postgres config) or check the certificate against
+    /// the address (sqlx), so with PGHOSTADDR set they would not reach, or not verify, the server
+    /// the check did.
+    #[must_use]
+    pub fn takes_hostaddr(self) -> bool {
+        matches!(self, Self::Libpq)
+    }
 }
 
 /// Why a driver would refuse the server.
@@ -48,6 +75,7 @@ pub fn judge(driver: Driver, served: &[X509], host: &str, root: &Path, root_pem:
         Driver::Pgx => pgx::judge(served, host, root_pem),
         Driver::Pgjdbc => pgjdbc::judge(served, host, root, root_pem),
         Driver::NodePostgres => node::judge(served, host, root_pem),
+        Driver::Rustls => rustls::judge(served, host, root_pem),
     }
 }
 
@@ -99,4 +127,4 @@ fn same(a: &X509Ref, b: &X509Ref) -> bool {
 }
 
 /// The drivers judged for warnings when `--driver` names none.
-pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Pgjdbc, Driver::NodePostgres];
+pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Rustls, Driver::Pgjdbc, Driver::NodePostgres];

@@ -51,3 +51,13 @@ pub fn node_app() -> Command {
     c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-postgres/app.js"));
     c
 }
+
+/// The Rust app on tokio-postgres + tokio-postgres-rustls (`examples/rustls`), which
+/// `cargo test` builds with the tests (scripts/test runs the whole workspace's).
+pub fn rustls_app() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/tests-… → target/<profile>/examples/rustls-app
+    let app = exe.parent().and_then(Path::parent).unwrap().join("examples/rustls-app");
+    assert!(app.exists(), "{} is built by `cargo test` (or `cargo build --example rustls-app`)", app.display());
+    Command::new(app)
+}

@@ -169,7 +169,9 @@ pub async fn check(
         if crate::tls::chain::is_system(root) { Vec::new() } else { std::fs::read(root).unwrap_or_default() };
     let judged = if options.drivers.is_empty() { crate::drivers::FAMILIES } else { options.drivers.as_slice() };
     for driver in judged {
-        if let Err(refusal) = crate::drivers::judge(*driver, &seen.served, &target.host, root, &root_pem) {
+        if let Err(refusal) =
+            crate::drivers::judge(*driver, &seen.served, &target.host, root, &root_pem, &options.libpq.crl)
+        {
             if options.drivers.is_empty() {
                 warnings.push(format!("{refusal} (the check judges for libpq; --driver names the app's driver)"));
             } else {

@@ -1,13 +1,10 @@
-//! Issue 15: the app's driver decides. Real pgx, rustls, pgjdbc and node-postgres apps (examples/) behind the launcher
-//! either connect with TLS or the launcher refuses before they run; the seed article's
-//! certificate is flagged for Go apps even when no driver is named. (The oracle compares
-//! `--driver pgx`, `pgjdbc` and `node-postgres` with the drivers themselves on every certificate
-//! case.)
+//! Issue 15: the app's driver decides. Real pgx, rustls, asyncpg, pgjdbc and node-postgres apps
+//! (examples/) behind the launcher either connect with TLS or the launcher refuses before they
+//! run; the seed article's certificate is flagged for Go and Rust apps even when no driver is
+//! named. (The oracle compares each `--driver` with the driver itself on every certificate case.)
 
-use crate::support::{
-    self, Fixture, Pg, Run, canary, drivers::node_app, drivers::pgjdbc_app, drivers::pgx_app, drivers::rustls_app,
-    launcher, services, unique,
-};
+use crate::support::drivers::{asyncpg_app, node_app, pgjdbc_app, pgx_app, rustls_app};
+use crate::support::{self, Fixture, Pg, Run, canary, launcher, services, unique};
 
 #[test]
 fn a_pgx_app_connects_with_verify_full_from_the_launchers_environment_alone() {
@@ -76,6 +73,41 @@ fn the_seed_articles_certificate_is_flagged_for_go_and_rust_and_refused_for_thei
     libpq_env(&mut direct);
     let out = direct.output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("CaUsedAsEndEntity"), "rustls itself refuses it");
+}
+
+#[test]
+fn an_asyncpg_app_connects_and_a_crl_it_cannot_read_is_refused_first() {
+    let f = Fixture::new();
+    let run = Run::of(
+        f.launcher()
+            .args(["--driver", "asyncpg", "--"])
+            .arg(asyncpg_app().get_program())
+            .args(asyncpg_app().get_args()),
+    );
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "asyncpg's session is encrypted: {run}");
+    // libpq skips a PGSSLCRL that names no file; asyncpg raises, so the launcher refuses.
+    let missing = f.home.join("no-such.crl");
+    let run = Run::of(
+        f.launcher()
+            .env("PGSSLCRL", &missing)
+            .args(["--driver", "asyncpg", "--"])
+            .arg(asyncpg_app().get_program())
+            .args(asyncpg_app().get_args()),
+    );
+    run.assert_fails(76, "asyncpg (Python's ssl) would refuse the server: FileNotFoundError")
+        .assert_no_leak(&f.password);
+    assert_eq!(run.stdout, "", "the app must not run: {run}");
+    // What asyncpg itself does behind a launcher that judges for libpq only.
+    let run = Run::of(
+        f.launcher()
+            .env("PGSSLCRL", &missing)
+            .arg("--")
+            .arg(asyncpg_app().get_program())
+            .args(asyncpg_app().get_args()),
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("FileNotFoundError"), "asyncpg itself fails: {run}");
 }
 
 #[test]

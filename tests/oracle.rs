@@ -758,15 +758,25 @@ fn launcher_verdict(env: &[(String, String)], home: &Path, args: &[&str]) -> (Ve
 fn driver_words(reason: &str) -> &str {
     // pgjdbc logs lines before its exception's message, which comes last.
     let reason = reason.lines().last().unwrap_or_default();
-    let start = ["x509: ", "remote error: ", "cannot parse", "invalid peer certificate: ", "received fatal alert: "]
-        .iter()
-        .filter_map(|p| reason.find(p))
-        .min()
-        .unwrap_or(0);
+    let start = [
+        "x509: ",
+        "remote error: ",
+        "cannot parse",
+        "invalid peer certificate: ",
+        "received fatal alert: ",
+        "[SSL: ",
+        "FileNotFoundError",
+    ]
+    .iter()
+    .filter_map(|p| reason.find(p))
+    .min()
+    .unwrap_or(0);
     let words = &reason[start..];
     // rustls's `…Context { signature_algorithm_id: […], supported_algorithms: […] }`: the name
     // is the verdict, the launcher names the algorithm instead of the list.
     let words = words.split_once(" {").map_or(words, |(name, _)| name);
+    // Python's ssl ends with where in `_ssl.c` it raised.
+    let words = words.split_once(" (_ssl.c:").map_or(words, |(words, _)| words);
     let opened = words.matches('(').count();
     let closed = words.matches(')').count();
     if closed > opened { words.strip_suffix(')').unwrap_or(words) } else { words }
@@ -820,6 +830,7 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
             ("pgjdbc", support::drivers::pgjdbc_app()),
             ("node-postgres", support::drivers::node_app()),
             ("rustls", support::drivers::rustls_app()),
+            ("asyncpg", support::drivers::asyncpg_app()),
         ];
         for (driver, app) in apps {
             let theirs = driver_verdict(app, driver, &env, &home);

@@ -3,6 +3,7 @@
 //! and with how to fix the certificate. Without `--driver`, the same judges say which driver
 //! families would refuse the certificate, as warnings. libpq's judge is the check itself.
 
+mod asyncpg;
 mod node;
 mod pgjdbc;
 mod pgx;
@@ -30,6 +31,9 @@ pub enum Driver {
     /// rustls (sqlx with rustls, tokio-postgres-rustls; examples/rustls): rustls-webpki's own
     /// verdict on the chain; it matches subjectAltName only and refuses CA:TRUE and v1 leaves.
     Rustls,
+    /// asyncpg (Python): Python's ssl module (OpenSSL at security level 2, OpenSSL's host-name
+    /// rules); it ignores PGHOSTADDR and PGSSLCRLDIR.
+    Asyncpg,
 }
 
 impl Driver {
@@ -42,6 +46,7 @@ impl Driver {
             Self::Pgjdbc => "pgjdbc",
             Self::NodePostgres => "node-postgres",
             Self::Rustls => "rustls",
+            Self::Asyncpg => "asyncpg",
         }
     }
 
@@ -69,13 +74,21 @@ pub struct Refusal {
 
 /// What a driver would make of the chain `served` (leaf first) for `host`, trusting the root
 /// file `root` the app gets (`root_pem`, its content).
-pub fn judge(driver: Driver, served: &[X509], host: &str, root: &Path, root_pem: &[u8]) -> Result<(), Refusal> {
+pub fn judge(
+    driver: Driver,
+    served: &[X509],
+    host: &str,
+    root: &Path,
+    root_pem: &[u8],
+    crl: &crate::libpq::CrlPlan,
+) -> Result<(), Refusal> {
     match driver {
         Driver::Libpq => Ok(()),
         Driver::Pgx => pgx::judge(served, host, root_pem),
         Driver::Pgjdbc => pgjdbc::judge(served, host, root, root_pem),
         Driver::NodePostgres => node::judge(served, host, root_pem),
         Driver::Rustls => rustls::judge(served, host, root_pem),
+        Driver::Asyncpg => asyncpg::judge(served, host, root, crl),
     }
 }
 
@@ -127,4 +140,4 @@ fn same(a: &X509Ref, b: &X509Ref) -> bool {
 }
 
 /// The drivers judged for warnings when `--driver` names none.
-pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Rustls, Driver::Pgjdbc, Driver::NodePostgres];
+pub const FAMILIES: &[Driver] = &[Driver::Pgx, Driver::Rustls, Driver::Asyncpg, Driver::Pgjdbc, Driver::NodePostgres];

@@ -25,6 +25,10 @@ pub struct CrlPlan {
     pub file: Option<PathBuf>,
     /// `PGSSLCRLDIR`.
     pub dir: Option<PathBuf>,
+    /// `PGSSLCRL` itself: a driver that reads no `PGSSLCRLDIR` (asyncpg) loads this...
+    pub named: Option<PathBuf>,
+    /// ...else `~/.postgresql/root.crl`, whatever `PGSSLCRLDIR` says.
+    pub default: Option<PathBuf>,
 }
 
 /// The TLS versions libpq allows: `PGSSLMINPROTOCOLVERSION` (default TLSv1.2) to
@@ -189,11 +193,13 @@ impl Libpq {
         };
         let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
         let unjudged = UNJUDGED.iter().map(|(var, _)| *var).filter(|var| env.raw(var).is_some()).collect();
+        let named = env.get("PGSSLCRL").map(PathBuf::from);
+        let default = home.map(|h| h.join(".postgresql/root.crl"));
         let crl = CrlPlan {
-            file: env.get("PGSSLCRL").map(PathBuf::from).or_else(|| {
-                (env.get("PGSSLCRLDIR").is_none()).then(|| home.map(|h| h.join(".postgresql/root.crl"))).flatten()
-            }),
+            file: named.clone().or_else(|| default.clone().filter(|_| env.get("PGSSLCRLDIR").is_none())),
             dir: env.get("PGSSLCRLDIR").map(PathBuf::from),
+            named,
+            default,
         };
         // libpq treats an empty PGSSLCERT/PGSSLKEY/PGSSLROOTCERT as unset (as `get` does).
         let file_or = |name, default| env.get(name).map(PathBuf::from).or_else(|| home.map(|h| h.join(default)));

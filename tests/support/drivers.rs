@@ -61,3 +61,12 @@ pub fn rustls_app() -> Command {
     assert!(app.exists(), "{} is built by `cargo test` (or `cargo build --example rustls-app`)", app.display());
     Command::new(app)
 }
+
+/// The Python app on asyncpg (`examples/asyncpg`), run by the venv's Python, where
+/// `scripts/setup` installs asyncpg.
+pub fn asyncpg_app() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut c = Command::new(root.join(".venv/bin/python"));
+    c.arg(root.join("examples/asyncpg/app.py"));
+    c
+}

@@ -744,7 +744,7 @@ fn driver_verdict(mut app: Command, driver: &str, env: &[(String, String)], home
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    Verdict { ok: out.status.success() && stdout.trim() == "true", reason: stderr.trim().to_owned() }
+    Verdict { ok: out.status.success() && matches!(stdout.trim(), "true" | "t"), reason: stderr.trim().to_owned() }
 }
 
 fn launcher_verdict(env: &[(String, String)], home: &Path, args: &[&str]) -> (Verdict, Run) {
@@ -892,4 +892,121 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
     assert!(cases.len() >= 40, "the oracle needs at least 40 cases");
     assert!(accepted >= 10 && refused >= 10, "both directions must be covered");
     assert!(problems.is_empty(), "launcher and libpq disagree:\n{}\n\n{table}", problems.join("\n"));
+}
+
+/// Each driver's real app, as `launcher --driver NAME -- app` would run it.
+const DRIVER_APPS: &[(&str, fn() -> Command)] = &[
+    ("libpq", || {
+        let mut psql = Command::new(psql());
+        psql.args(["-XAtc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"]);
+        psql
+    }),
+    ("pgx", || Command::new(support::drivers::pgx_app())),
+    ("rustls", support::drivers::rustls_app),
+    ("asyncpg", support::drivers::asyncpg_app),
+    ("pgjdbc", support::drivers::pgjdbc_app),
+    ("node-postgres", support::drivers::node_app),
+];
+
+/// Issue 15's matrix, launched for real: for each driver, certificate (the seed article's
+/// CN-only self-signed CA, a CA-signed leaf with a SAN, an X.509 v1 leaf, a CA:TRUE leaf) and
+/// situation (the right CA, another CA with the same subject, a host name the certificate does
+/// not carry, a server without TLS), `launcher --driver D -- app` either runs the app, which
+/// then has a TLS session, or refuses before the app runs; and it runs the app exactly when the
+/// app, run alone with the same settings and what `launcher env --driver D` gives it, connects
+/// and libpq would too (the check is libpq's and the driver's: node-postgres, which checks an IP
+/// host's certificate against "localhost", connects alone where libpq, and so the launcher,
+/// refuses).
+#[test]
+fn behind_the_launcher_each_driver_connects_with_tls_exactly_when_it_would_alone() {
+    let s = services();
+    let dir = s.root.join("matrix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let pg = Pg::start_custom(&dir.join("pg"), cert, key, true, support::free_port_pair(), None, None);
+    let server = Server { tls_dir: dir.join("pg/tls"), pg };
+    let plain = Pg::start(&dir.join("pg-plain"), &s.certs, false);
+    let user = unique("matrix");
+    let password = canary();
+    server.pg.create_role(&user, &password);
+    plain.create_role(&user, &password);
+
+    let root = ca("matrix root");
+    let imposter = ca("matrix root");
+    let seed_spec = Spec { cn: Some("localhost"), ca: Some(true), rsa: Some(2048), ..Spec::default() };
+    let seed = issue(&seed_spec, None);
+    let seed_imposter = issue(&seed_spec, None);
+    let v1 = Spec { cn: Some("localhost"), v1: true, ..Spec::default() };
+    let certs = [
+        ("seed article's CN-only self-signed CA", seed.clone(), seed.clone(), seed_imposter),
+        ("leaf with SAN", leaf(&root, &localhost()), root.clone(), imposter.clone()),
+        ("X.509 v1 leaf", leaf(&root, &v1), root.clone(), imposter.clone()),
+        ("CA:TRUE leaf", leaf(&root, &Spec { ca: Some(true), ..localhost() }), root.clone(), imposter.clone()),
+    ];
+    // (which certificate is served, the situation), a certificate's situations in a row.
+    let root_file = |ca: &Issued| Root::Certs(vec![ca.cert.clone()]);
+    let mut runs = Vec::new();
+    for (n, (name, served, right, wrong)) in certs.iter().enumerate() {
+        runs.push((Some(n), Case::new(&format!("{name}, right CA"), served, &[], root_file(right))));
+        runs.push((Some(n), Case::new(&format!("{name}, same-subject other CA"), served, &[], root_file(wrong))));
+        let mismatch = Case::new(&format!("{name}, host mismatch"), served, &[], root_file(right));
+        runs.push((Some(n), mismatch.host("127.0.0.1")));
+    }
+    runs.push((None, Case::new("server without TLS", &certs[1].1, &[], root_file(&root))));
+    let mut table = String::new();
+    let mut problems = Vec::new();
+    let mut connected = 0;
+    let mut serving = None;
+    for (i, (cert, case)) in runs.iter().enumerate() {
+        if cert.is_some() && *cert != serving {
+            server.serve(case);
+            serving = *cert;
+        }
+        let port = if cert.is_some() { server.pg.port } else { plain.port };
+        let case_dir = dir.join(format!("case-{i}"));
+        let env = environment(case, &case_dir, port, &user, &password);
+        let home = case_dir.join("home");
+        let mut row = Vec::new();
+        let mut libpq_ok = None;
+        for (driver, app) in DRIVER_APPS {
+            let alone = driver_verdict(app(), driver, &env, &home);
+            let libpq_ok = *libpq_ok.get_or_insert(alone.ok);
+            let app = app();
+            let mut behind = launcher(&home);
+            behind.envs(env.iter().map(|(k, v)| (k, v))).args(["--driver", driver, "--"]);
+            behind.arg(app.get_program()).args(app.get_args());
+            let run = Run::of(&mut behind);
+            run.assert_no_leak(&password);
+            let ran_with_tls = run.code == 0 && matches!(run.stdout.trim(), "true" | "t");
+            let refused_first = matches!(run.code, 69 | 76 | 77 | 78)
+                && run.stdout.is_empty()
+                && run.stderr.contains("launcher: error: ");
+            if !ran_with_tls && !refused_first {
+                problems.push(format!(
+                    "{}: {driver} behind the launcher neither connected with TLS nor was refused first:\n{run}",
+                    case.name
+                ));
+            } else if ran_with_tls != (alone.ok && libpq_ok) {
+                problems.push(format!(
+                    "{}: {driver} alone {} (libpq {}) but behind the launcher {}\n    alone: {}\n{run}",
+                    case.name,
+                    if alone.ok { "connects" } else { "fails" },
+                    if libpq_ok { "connects" } else { "fails" },
+                    if ran_with_tls { "connected" } else { "was refused" },
+                    alone.reason
+                ));
+            }
+            connected += usize::from(ran_with_tls);
+            let outcome = match (ran_with_tls, alone.ok) {
+                (true, _) => "tls",
+                (false, true) => "refused(libpq)",
+                (false, false) => "refused",
+            };
+            row.push(format!("{driver}={outcome}"));
+        }
+        let _ = writeln!(table, "{:>2} {:<52} {}", i + 1, case.name, row.join(" "));
+    }
+    println!("{table}");
+    assert!(connected >= 6, "some runs must connect: {table}");
+    assert!(problems.is_empty(), "{}\n\n{table}", problems.join("\n"));
 }

@@ -65,6 +65,8 @@ pub struct ClientFiles {
     pub cert: std::path::PathBuf,
     /// Its key (PEM, 0600).
     pub key: std::path::PathBuf,
+    /// The same key as PKCS#8 DER (0600), for pgjdbc, which reads no PEM key.
+    pub pk8: Option<std::path::PathBuf>,
 }
 
 /// How the check runs.

@@ -230,12 +230,20 @@ async fn check_connection(
         drivers: plan.drivers.clone(),
     };
     let started = std::time::Instant::now();
-    let presented = match &files.client {
-        Some(issued) => Some(
+    let presented = if let Some(issued) = &files.client {
+        Some(
             tls::ClientIdentity::load(&issued.cert, &issued.key)
                 .map_err(|e| Error::msg(Exit::DataErr, format!("client certificate: {e}")))?,
-        ),
-        None => libpq::client_files(&plan.libpq.client)?,
+        )
+    } else {
+        let found = libpq::client_files(&plan.libpq.client)?;
+        if found.is_some() && plan.drivers.contains(&drivers::Driver::Pgjdbc) {
+            log::warn(
+                "pgjdbc reads neither PGSSLCERT/PGSSLKEY nor a PEM key: the app will not present the client \
+                 certificate the check presented (pass --client-cert, or give the app sslcert and a PKCS#8 DER sslkey)",
+            );
+        }
+        found
     };
     let checked = check::check(target, &files.root, &options, presented, openssl).await;
     report::phase("check", started.elapsed());

@@ -254,6 +254,11 @@ pub fn write(
         (Some((cert, key)), Some(dir)) => Some(ClientFiles {
             cert: dir.write("client.crt", cert.as_bytes(), 0o644)?,
             key: dir.write("client.key", key.expose().as_bytes(), 0o600)?,
+            pk8: if plan.drivers.contains(&crate::drivers::Driver::Pgjdbc) {
+                Some(dir.write("client.pk8", pkcs8_der(&key)?.expose(), 0o600)?)
+            } else {
+                None
+            },
         }),
         _ => None,
     };
@@ -275,6 +280,16 @@ pub fn write(
         _ => None,
     };
     Ok(Written { runtime_dir, root, passfile, client, node_extra })
+}
+
+/// pgjdbc reads a client key only as PKCS#8 DER (`sslkey=….pk8`): the issued PEM key, converted.
+fn pkcs8_der(pem: &SecretString) -> Result<SecretBytes, Error> {
+    let key = openssl::pkey::PKey::private_key_from_pem(pem.expose().as_bytes())
+        .and_then(|k| k.private_key_to_pkcs8())
+        .map_err(|_| {
+            Error::msg(Exit::DataErr, "client certificate: the issued private key is not a PEM key OpenSSL reads")
+        })?;
+    Ok(SecretBytes::new(key))
 }
 
 #[cfg(test)]

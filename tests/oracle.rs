@@ -825,15 +825,9 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         // PGHOSTADDR makes the launcher refuse that combination outright.
         let home = case_dir.join("home");
         let mut judged = Vec::new();
-        let apps = [
-            ("pgx", Command::new(support::drivers::pgx_app())),
-            ("pgjdbc", support::drivers::pgjdbc_app()),
-            ("node-postgres", support::drivers::node_app()),
-            ("rustls", support::drivers::rustls_app()),
-            ("asyncpg", support::drivers::asyncpg_app()),
-        ];
-        for (driver, app) in apps {
-            let theirs = driver_verdict(app, driver, &env, &home);
+        // libpq's app is psql, above.
+        for (driver, app) in &DRIVER_APPS[1..] {
+            let theirs = driver_verdict(app(), driver, &env, &home);
             let (ours_d, run_d) = launcher_verdict(&env, &home, &["--driver", driver]);
             run_d.assert_no_leak(&password);
             if case.hostaddr.is_some() {
@@ -894,8 +888,11 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
     assert!(problems.is_empty(), "launcher and libpq disagree:\n{}\n\n{table}", problems.join("\n"));
 }
 
-/// Each driver's real app, as `launcher --driver NAME -- app` would run it.
-const DRIVER_APPS: &[(&str, fn() -> Command)] = &[
+/// Makes the command that runs a driver's app.
+type App = fn() -> Command;
+
+/// Each driver's real app, as `launcher --driver NAME -- app` would run it; libpq's first.
+const DRIVER_APPS: &[(&str, App)] = &[
     ("libpq", || {
         let mut psql = Command::new(psql());
         psql.args(["-XAtc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"]);

@@ -132,6 +132,39 @@ fn a_rustls_app_presents_the_issued_client_certificate() {
 }
 
 #[test]
+fn a_pgjdbc_app_presents_the_issued_client_certificate_as_pkcs8() {
+    let server = pki_server();
+    let home = support::home(&unique("pki-pgjdbc"));
+    let app = support::drivers::pgjdbc_app();
+    let run = Run::of(
+        launch(&home, server.pg.port)
+            .args(["--user", "certuser", "--client-cert", "vault-pki:pki/issue/client", "--driver", "pgjdbc", "--"])
+            .arg(app.get_program())
+            .args(app.get_args()),
+    );
+    // certuser logs in by certificate alone: pgjdbc read sslcert and the .pk8 key from the URL.
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+    // A certificate libpq finds by itself is not pgjdbc's: said, not silently dropped.
+    let dir = support::scratch_dir("pgjdbc-found");
+    let cert = dir.join("client.crt");
+    let key = dir.join("client.key");
+    let issued =
+        services().bao.api("POST", "/v1/pki/issue/client", Some(&serde_json::json!({"common_name": "certuser"})));
+    std::fs::write(&cert, issued["data"]["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(&key, issued["data"]["private_key"].as_str().unwrap()).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run = Run::of(
+        launch(&home, server.pg.port)
+            .env("PGSSLCERT", &cert)
+            .env("PGSSLKEY", &key)
+            .args(["--user", "certuser", "--driver", "pgjdbc", "--", "true"]),
+    );
+    run.assert_ok();
+    assert!(run.stderr.contains("pgjdbc reads neither PGSSLCERT/PGSSLKEY nor a PEM key"), "{run}");
+}
+
+#[test]
 fn scram_with_clientcert_verify_full() {
     let server = pki_server();
     let role = unique("mtls");

@@ -137,7 +137,7 @@ impl ChildEnv {
         // with sslmode=prefer. It gets the verify-full URL, the user and (unless the password is
         // in the .pgpass, which pgjdbc reads) the password, as Heroku names them.
         if plan.drivers.contains(&crate::drivers::Driver::Pgjdbc) {
-            named.push(("JDBC_DATABASE_URL".into(), Value::Plain(jdbc_url(target, root))));
+            named.push(("JDBC_DATABASE_URL".into(), Value::Plain(jdbc_url(target, root, files.client))));
             named.push(("JDBC_DATABASE_USERNAME".into(), Value::Plain(target.user.clone())));
             if let (None, Some(password)) = (passfile, &target.password) {
                 named.push(("JDBC_DATABASE_PASSWORD".into(), Value::Secret(password.clone())));
@@ -217,7 +217,7 @@ fn database_url(target: &Target, root: &Path, password: Option<&SecretString>) -
 /// `jdbc:postgresql://host:port/db?sslmode=verify-full&sslrootcert=…`: no credentials in it
 /// (pgjdbc's exceptions repeat the URL), the database and the file percent-encoded (pgjdbc
 /// URL-decodes both).
-fn jdbc_url(target: &Target, root: &Path) -> String {
+fn jdbc_url(target: &Target, root: &Path, client: Option<&crate::check::ClientFiles>) -> String {
     let mut url = String::from("jdbc:postgresql://");
     if target.host.parse::<std::net::Ipv6Addr>().is_ok() {
         let _ = write!(url, "[{}]", target.host);
@@ -228,6 +228,13 @@ fn jdbc_url(target: &Target, root: &Path) -> String {
     encode_into(&mut url, &target.dbname);
     url.push_str("?sslmode=verify-full&sslrootcert=");
     encode_into(&mut url, &root.display().to_string());
+    // pgjdbc looks for ~/.postgresql/postgresql.crt and .pk8 otherwise: the issued pair, or none.
+    if let Some(pk8) = client.and_then(|c| c.pk8.as_deref().map(|pk8| (&c.cert, pk8))) {
+        url.push_str("&sslcert=");
+        encode_into(&mut url, &pk8.0.display().to_string());
+        url.push_str("&sslkey=");
+        encode_into(&mut url, &pk8.1.display().to_string());
+    }
     url
 }
 

@@ -62,6 +62,23 @@ fn each_secret_is_read_once_however_many_references_name_it() {
 }
 
 #[test]
+fn the_kv_mount_lookup_and_the_read_go_out_together() {
+    let f = Fixture::new();
+    let bao = &services().bao;
+    // A distant OpenBao: each answer takes a while, so a read sent only after the lookup's
+    // answer could never be waiting beside it.
+    let tap = support::tap::Tap::slow(bao.port, std::time::Duration::from_millis(400));
+    let mut cmd = launcher(&f.home);
+    cmd.env("VAULT_ADDR", format!("http://127.0.0.1:{}", tap.port)).env("VAULT_TOKEN", ROOT_TOKEN);
+    let run = Run::of(cmd.args(["env", "--credentials", &f.credentials(), "--ca", &f.ca()]));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert!(run.stdout.contains(&format!("export PGUSER='{}'", f.role)), "{run}");
+    assert_eq!(tap.most_in_flight(), 2, "the lookup and the read were not in flight together");
+    // The guess was right (`secret/` is KV v2): it was the one read.
+    assert_eq!(bao.audited_reads(&format!("secret/data/{}", f.kv_path)), 1);
+}
+
+#[test]
 fn exec_keeps_the_pid_passes_the_exit_code_and_strips_bootstrap_credentials() {
     let f = Fixture::new();
     let mut cmd = launcher(&f.home);

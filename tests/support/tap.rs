@@ -1,6 +1,8 @@
 //! A TCP relay in front of the real PostgreSQL server that keeps what each client sent first
 //! (the SSLRequest, then the TLS ClientHello, in the clear), so that a test can compare what the
 //! check and libpq put on the wire. It forwards everything unchanged: the server answers.
+//! A slow tap also holds each answer for a while, as a distant server would, and tells how many
+//! requests were waiting for their answers at once.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,18 +14,29 @@ const KEPT: usize = 16 * 1024;
 /// The first bytes each connection sent, in the order they came.
 type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
+/// When a client's bytes arrived (`true`) or an answer was handed over (`false`), per connection.
+type Events = Arc<Mutex<Vec<(usize, bool)>>>;
+
 pub struct Tap {
     pub port: u16,
     seen: Seen,
+    events: Events,
 }
 
 impl Tap {
     /// Relays 127.0.0.1:(a free port) to 127.0.0.1:`upstream` until the test binary exits.
     pub fn start(upstream: u16) -> Self {
+        Self::slow(upstream, std::time::Duration::ZERO)
+    }
+
+    /// Like `start`, but each answer is held for `hold` before it is handed over.
+    pub fn slow(upstream: u16, hold: std::time::Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let port = listener.local_addr().unwrap().port();
         let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+        let events: Events = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
+        let log = events.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
@@ -34,11 +47,37 @@ impl Tap {
                 };
                 let (client_r, server_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let record = record.clone();
-                std::thread::spawn(move || relay(client_r, server_w, Some((&record, index))));
-                std::thread::spawn(move || relay(server, client, None));
+                let (log_in, log_out) = (log.clone(), log.clone());
+                std::thread::spawn(move || {
+                    relay(
+                        client_r,
+                        server_w,
+                        Some((&record, index)),
+                        std::time::Duration::ZERO,
+                        (&log_in, index, true),
+                    );
+                });
+                std::thread::spawn(move || relay(server, client, None, hold, (&log_out, index, false)));
             }
         });
-        Self { port, seen }
+        Self { port, seen, events }
+    }
+
+    /// The most requests that were waiting for an answer at the same moment: a client that
+    /// sends one request at a time never has more than one.
+    pub fn most_in_flight(&self) -> usize {
+        let events = self.events.lock().unwrap();
+        let mut waiting = std::collections::BTreeSet::new();
+        let mut most = 0;
+        for (connection, is_request) in events.iter() {
+            if *is_request {
+                waiting.insert(*connection);
+            } else {
+                waiting.remove(connection);
+            }
+            most = most.max(waiting.len());
+        }
+        most
     }
 
     /// How many connections it has relayed so far (a mark for [`Tap::sent_since`]).
@@ -55,7 +94,13 @@ impl Tap {
 
 /// Copies `from` to `to`, keeping the first bytes in `record` (before forwarding them, so they are
 /// recorded by the time the other side can answer).
-fn relay(mut from: TcpStream, mut to: TcpStream, record: Option<(&Seen, usize)>) {
+fn relay(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    record: Option<(&Seen, usize)>,
+    hold: std::time::Duration,
+    (events, connection, is_request): (&Events, usize, bool),
+) {
     let mut buf = [0u8; 8192];
     loop {
         let n = match from.read(&mut buf) {
@@ -68,8 +113,16 @@ fn relay(mut from: TcpStream, mut to: TcpStream, record: Option<(&Seen, usize)>)
             let room = KEPT.saturating_sub(kept.len()).min(n);
             kept.extend_from_slice(&buf[..room]);
         }
+        if is_request {
+            events.lock().unwrap().push((connection, true));
+        } else {
+            std::thread::sleep(hold);
+        }
         if to.write_all(&buf[..n]).is_err() {
             break;
+        }
+        if !is_request {
+            events.lock().unwrap().push((connection, false));
         }
     }
     let _ = to.shutdown(Shutdown::Write);

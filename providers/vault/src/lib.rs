@@ -260,7 +260,22 @@ impl SecretSource for VaultSource {
 
     async fn fetch_leased(&self, reference: &Reference) -> Result<(Document, Option<Lease>), SourceError> {
         let path = reference.locator().trim_matches('/');
-        let mount = self.mount_of(path, reference).await?;
+        // The mount lookup and the read of the likeliest API path (a KV v2 mount named by the
+        // first segment, as `secret/` is) go out together: on a slow link that is one round trip
+        // instead of two. The guess is used only when the lookup confirms it; otherwise it is
+        // dropped and the path the lookup gives is read.
+        let guess = path.split_once('/').filter(|(_, rest)| !rest.is_empty());
+        let (mount, guessed) = match guess {
+            Some((first, rest)) => {
+                let (mount, read) = tokio::join!(
+                    self.mount_of(path, reference),
+                    vaultrs::kv2::read::<serde_json::Value>(&self.client, first, rest)
+                );
+                let confirmed = matches!(&mount, Ok(Some(Mount { path: m, kv_version: Some(2) })) if m.trim_end_matches('/') == first);
+                (mount?, confirmed.then_some(read))
+            }
+            None => (self.mount_of(path, reference).await?, None),
+        };
         let (data, lease) = if let Some(Mount { path: mount, kv_version: Some(2) }) = mount {
             let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
             if rest.is_empty() {
@@ -269,9 +284,11 @@ impl SecretSource for VaultSource {
                     problem: format!("names the KV mount \"{mount}\" itself, not a secret in it"),
                 });
             }
-            let data = vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest)
-                .await
-                .map_err(|e| match self.map_error(e, reference) {
+            let read = match guessed {
+                Some(read) => read,
+                None => vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest).await,
+            };
+            let data = read.map_err(|e| match self.map_error(e, reference) {
                 // `vault kv get` takes the path without the API's `data/`; so do we.
                 SourceError::NotFound { reference: shown } if rest.starts_with("data/") => SourceError::Config {
                     reference: shown,

@@ -56,7 +56,6 @@ pub async fn fetch(plan: &Plan, sources: &Sources) -> Result<Fetched, Error> {
         Some(reference) => Some(sources.issue_client_cert(reference, &target.user).await?),
         None => None,
     };
-    sources.finish(lease.is_some()).await?;
     Ok(Fetched { target, ca, lease, client })
 }
 

@@ -178,7 +178,15 @@ async fn attempt(plan: &Plan, mode: &Mode, signals: &Signals) -> Result<(Ready, 
     report::phase("fetch", started.elapsed());
     log::debug(format!("secrets fetched in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
     let ready = match fetched {
-        Ok(fetched) => signals.abort_on(Box::pin(use_fetched(plan, fetched, openssl, mode.reader()))).await,
+        // A login token no lease depends on is revoked while the files are written and the
+        // check runs, not before: on a slow link that is a round trip off the time to exec. The
+        // revocation is never cut short (a signal stops the check only), and must succeed.
+        Ok(fetched) => {
+            let finish = sources.finish(fetched.lease.is_some());
+            let used = signals.abort_on(Box::pin(use_fetched(plan, fetched, openssl, mode.reader())));
+            let (ready, finished) = futures_util::future::join(used, finish).await;
+            ready.and_then(|ready| finished.map(|()| ready))
+        }
         Err(e) => Err(e),
     };
     match &ready {

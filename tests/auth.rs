@@ -125,6 +125,23 @@ fn approle_from_files_logs_in_and_revokes_its_token() {
 }
 
 #[test]
+fn the_login_token_is_revoked_while_the_check_runs_and_before_the_exec() {
+    let f = Fixture::new();
+    let secret_id = new_secret_id(false);
+    // A distant OpenBao, and a tap that sees when the check reaches PostgreSQL.
+    let bao = crate::support::tap::Tap::slow(services().bao.port, std::time::Duration::from_millis(400));
+    let pg = crate::support::tap::Tap::start(services().pg.port);
+    let mut cmd = approle(&f, &secret_id, false);
+    cmd.env("VAULT_ADDR", format!("http://127.0.0.1:{}", bao.port)).args(["--port", &pg.port.to_string()]);
+    let run = Run::of(cmd.args(["--", "true"]));
+    run.assert_ok().assert_no_leak(&f.password).assert_no_leak(&secret_id);
+    assert!(!token_alive(&accessor_of(&run)), "the login token must be revoked before the exec: {run}");
+    // The revocation is the last answer OpenBao gives; the check did not wait for it.
+    let (checked, revoked) = (pg.first_request().unwrap(), bao.last_answer().unwrap());
+    assert!(checked < revoked, "the check waited for the revocation: {run}");
+}
+
+#[test]
 fn a_wrapped_secret_id_works_once_and_only_from_an_approle_endpoint() {
     let f = Fixture::new();
     let wrapping = new_secret_id(true);

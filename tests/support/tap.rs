@@ -15,7 +15,7 @@ const KEPT: usize = 16 * 1024;
 type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// When a client's bytes arrived (`true`) or an answer was handed over (`false`), per connection.
-type Events = Arc<Mutex<Vec<(usize, bool)>>>;
+type Events = Arc<Mutex<Vec<(std::time::Instant, usize, bool)>>>;
 
 pub struct Tap {
     pub port: u16,
@@ -63,13 +63,23 @@ impl Tap {
         Self { port, seen, events }
     }
 
+    /// When the first client bytes came in.
+    pub fn first_request(&self) -> Option<std::time::Instant> {
+        self.events.lock().unwrap().iter().find(|e| e.2).map(|e| e.0)
+    }
+
+    /// When the last answer was handed over.
+    pub fn last_answer(&self) -> Option<std::time::Instant> {
+        self.events.lock().unwrap().iter().rev().find(|e| !e.2).map(|e| e.0)
+    }
+
     /// The most requests that were waiting for an answer at the same moment: a client that
     /// sends one request at a time never has more than one.
     pub fn most_in_flight(&self) -> usize {
         let events = self.events.lock().unwrap();
         let mut waiting = std::collections::BTreeSet::new();
         let mut most = 0;
-        for (connection, is_request) in events.iter() {
+        for (_, connection, is_request) in events.iter() {
             if *is_request {
                 waiting.insert(*connection);
             } else {
@@ -114,7 +124,7 @@ fn relay(
             kept.extend_from_slice(&buf[..room]);
         }
         if is_request {
-            events.lock().unwrap().push((connection, true));
+            events.lock().unwrap().push((std::time::Instant::now(), connection, true));
         } else {
             std::thread::sleep(hold);
         }
@@ -122,7 +132,7 @@ fn relay(
             break;
         }
         if !is_request {
-            events.lock().unwrap().push((connection, false));
+            events.lock().unwrap().push((std::time::Instant::now(), connection, false));
         }
     }
     let _ = to.shutdown(Shutdown::Write);

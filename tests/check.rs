@@ -356,6 +356,29 @@ fn wait_retries_until_the_server_is_up_and_gives_up_with_75() {
 }
 
 #[test]
+fn the_check_offers_the_key_share_postgresql_takes_and_saves_the_retry() {
+    // PostgreSQL 15's one group is P-256 (ssl_ecdh_curve): OpenSSL's default X25519 key share,
+    // libpq's, is answered with a HelloRetryRequest; the check offers P-256 first.
+    let s = services();
+    let tap = support::tap::Tap::start(s.pg.port);
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    let mark = tap.connections();
+    support::run_ok(&mut psql_as(tap.port, &role, &password, "select 1"));
+    assert_eq!(tap.client_hellos_since(mark), [2], "libpq is asked to retry");
+    let mark = tap.connections();
+    Run::of(launcher_as(&home, tap.port, &role, &password).arg("check")).assert_ok();
+    assert_eq!(tap.client_hellos_since(mark), [1], "the check's first key share is taken");
+    // A policy in openssl.cnf that names the groups is followed as libpq follows it.
+    let conf = home.join("groups.cnf");
+    std::fs::write(&conf, "openssl_conf = c\n[c]\nssl_conf = s\n[s]\nsystem_default = d\n[d]\nGroups = X25519:P-256\n")
+        .unwrap();
+    let mark = tap.connections();
+    Run::of(launcher_as(&home, tap.port, &role, &password).env("OPENSSL_CONF", &conf).arg("check")).assert_ok();
+    assert_eq!(tap.client_hellos_since(mark), [2], "the configured order is kept");
+}
+
+#[test]
 fn sni_goes_out_as_libpq_sends_it() {
     // libpq sends the host name as SNI unless PGSSLSNI is set to something not starting with
     // "1" (so "true" and "" turn it off too): proxies that route by SNI see the same from both.

@@ -84,6 +84,14 @@ impl Context {
         let mut builder = SslContextBuilder::new(SslMethod::tls_client()).map_err(internal)?;
         builder.set_options(SslOptions::NO_SSLV2 | SslOptions::NO_SSLV3);
         builder.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER);
+        // OpenSSL's default groups, P-256 first: its key share is then the one PostgreSQL 15-17
+        // take (`ssl_ecdh_curve`, one curve, prime256v1 by default), where X25519's is answered
+        // with a HelloRetryRequest, a round trip more. Nothing else changes (a server that wants
+        // X25519 still gets it, and the group plays no part in the verdict); where openssl.cnf
+        // sets the groups itself, a system policy libpq follows too, it is left alone.
+        if !config_sets_groups(&openssl_config()) {
+            builder.set_groups_list("P-256:X25519:X448:P-521:P-384").map_err(internal)?;
+        }
         Ok(Self { builder })
     }
 
@@ -102,6 +110,29 @@ impl Context {
         });
         Pending(thread.ok().map(|_| (roots, chain)))
     }
+}
+
+/// The configuration every `SSL_CTX` reads: `OPENSSL_CONF`, else `OPENSSLDIR/openssl.cnf`.
+fn openssl_config() -> String {
+    let file = std::env::var_os("OPENSSL_CONF").map_or_else(
+        || {
+            let dir = openssl::version::dir();
+            Path::new(dir.split('"').nth(1).unwrap_or("/usr/lib/ssl")).join("openssl.cnf")
+        },
+        PathBuf::from,
+    );
+    std::fs::read_to_string(file).unwrap_or_default()
+}
+
+/// Whether the configuration may set the TLS groups: a `Groups`/`Curves` line, or an
+/// `.include` (Fedora's crypto policies set them in an included file).
+fn config_sets_groups(config: &str) -> bool {
+    config.lines().map(|l| l.trim_start().to_ascii_lowercase()).any(|l| {
+        l.starts_with(".include")
+            || ["groups", "curves"]
+                .iter()
+                .any(|k| l.strip_prefix(k).is_some_and(|rest| rest.trim_start().starts_with('=')))
+    })
 }
 
 /// What [`Chain::load`] reads besides the context.
@@ -224,4 +255,18 @@ impl Chain {
 
 fn first_reason(e: &openssl::error::ErrorStack) -> String {
     e.errors().first().and_then(openssl::error::Error::reason).unwrap_or("no certificate found").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_configuration_that_sets_the_groups_is_left_to_set_them() {
+        assert!(!super::config_sets_groups(
+            "openssl_conf = default_conf\n[system_default_sect]\nCipherString = DEFAULT:@SECLEVEL=2\n"
+        ));
+        assert!(super::config_sets_groups("[system_default_sect]\n  Groups = P-256:P-384\n"));
+        assert!(super::config_sets_groups("[system_default_sect]\nCurves=X25519\n"));
+        assert!(super::config_sets_groups(".include /etc/crypto-policies/back-ends/opensslcnf.config\n"));
+        assert!(!super::config_sets_groups("# Groups = P-256\ngroupsfile = x\n"));
+    }
 }

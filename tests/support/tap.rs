@@ -63,6 +63,28 @@ impl Tap {
         Self { port, seen, events }
     }
 
+    /// For each PostgreSQL connection after the first `mark`, how many TLS ClientHellos the
+    /// client sent in the clear: two when the server answered the first with a HelloRetryRequest.
+    pub fn client_hellos_since(&self, mark: usize) -> Vec<usize> {
+        let all = self.seen.lock().unwrap();
+        all[mark..]
+            .iter()
+            .map(|bytes| {
+                // After the 8-byte SSLRequest, TLS records: type, version (2), length (2), body.
+                let mut rest = bytes.get(8..).unwrap_or_default();
+                let mut hellos = 0;
+                while let [kind, _, _, high, low, body @ ..] = rest {
+                    let len = usize::from(*high) << 8 | usize::from(*low);
+                    if *kind == 0x16 && body.first() == Some(&0x01) {
+                        hellos += 1;
+                    }
+                    rest = body.get(len..).unwrap_or_default();
+                }
+                hellos
+            })
+            .collect()
+    }
+
     /// When the first client bytes came in.
     pub fn first_request(&self) -> Option<std::time::Instant> {
         self.events.lock().unwrap().iter().find(|e| e.2).map(|e| e.0)

@@ -139,6 +139,9 @@ fn the_login_token_is_revoked_while_the_check_runs_and_before_the_exec() {
     // The revocation is the last answer OpenBao gives; the check did not wait for it.
     let (checked, revoked) = (pg.first_request().unwrap(), bao.last_answer().unwrap());
     assert!(checked < revoked, "the check waited for the revocation: {run}");
+    // A second connection was opened during the login, for the lookup and the read after it.
+    assert_eq!(bao.opened_before_first_answer(), 2, "no connection warmed during the login: {run}");
+    assert_eq!(bao.most_in_flight(), 2, "the lookup and the read went out together: {run}");
 }
 
 #[test]

@@ -85,6 +85,19 @@ impl Tap {
             .collect()
     }
 
+    /// How many connections sent their first bytes before the first answer was handed over.
+    pub fn opened_before_first_answer(&self) -> usize {
+        let events = self.events.lock().unwrap();
+        let mut opened = std::collections::BTreeSet::new();
+        for (_, connection, is_request) in events.iter() {
+            if !*is_request {
+                break;
+            }
+            opened.insert(*connection);
+        }
+        opened.len()
+    }
+
     /// When the first client bytes came in.
     pub fn first_request(&self) -> Option<std::time::Instant> {
         self.events.lock().unwrap().iter().find(|e| e.2).map(|e| e.0)

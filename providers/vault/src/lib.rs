@@ -151,7 +151,26 @@ impl VaultSource {
                 errors::map_error(&address, namespace.as_deref(), e, &reference)
             }
         };
-        self.login = auth::login(&mut self.client, auth, &address, map).await?;
+        // While the login is out, a second connection is opened (an unauthenticated health
+        // request, its answer read to the end so that the connection goes back to the pool): the
+        // mount lookup and the read that follow the login then go out together on warm
+        // connections, where one would otherwise wait a round trip for its TCP connect.
+        let warm = (!matches!(auth, Auth::Token)).then(|| {
+            let http = self.client.http.http.clone();
+            let url = format!("{}/v1/sys/health", self.client.http.base.trim_end_matches('/'));
+            async move {
+                if let Ok(answer) = http.get(url).send().await {
+                    let _ = answer.bytes().await;
+                }
+            }
+        });
+        let login = auth::login(&mut self.client, auth, &address, map);
+        let (logged_in, ()) = tokio::join!(login, async {
+            if let Some(warm) = warm {
+                warm.await;
+            }
+        });
+        self.login = logged_in?;
         Ok(self.login.as_ref())
     }
 

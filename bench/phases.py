@@ -5,7 +5,7 @@ import sys
 
 phases = {}
 for line in sys.stdin:
-    for name, ms in re.findall(r"([a-z_ ]+?) (?:in|after|took) ([0-9.]+) ms", line):
+    for name, ms in re.findall(r"([A-Za-z_ ]+?) (?:in|after|took) ([0-9.]+) ms", line):
         phases.setdefault(name.strip(), []).append(float(ms))
 if not phases:
     sys.exit("no timed phases in the input: is -v still printing them?")

@@ -42,9 +42,10 @@ pub struct Seen {
     pub served: Vec<openssl::x509::X509>,
     /// Set when the check said no.
     pub refusal: Option<Refusal>,
-    /// When the server's certificate arrived, and when its verdict was given: for `-v`'s
-    /// account of where the check's time goes.
-    pub verified: Option<(Instant, Instant)>,
+    /// When the TLS handshake began (the TCP connect and the SSLRequest done), when the
+    /// server's certificate arrived, and when the handshake was done: for `-v`'s account of
+    /// where the check's time goes, in round trips.
+    pub verified: Option<(Instant, Instant, Instant)>,
     /// The `tls-server-end-point` channel binding data of the accepted certificate, or why
     /// libpq could not make it.
     pub end_point: Option<Result<Vec<u8>, String>>,

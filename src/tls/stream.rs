@@ -156,6 +156,7 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
+            let began = Instant::now();
             let verification = Arc::new(std::sync::Mutex::new(Verification::default()));
             let ssl = self.ssl(&verification)?;
             let mut tls = tokio_openssl::SslStream::new(ssl, stream)
@@ -188,7 +189,7 @@ where
             let negotiated = Negotiated::of(ssl);
             let refused = named.as_ref().err().map(ToString::to_string);
             self.session.update(|seen| {
-                seen.verified = v.started.map(|started| (started, verified_at));
+                seen.verified = v.started.map(|started| (began, started, verified_at));
                 seen.negotiated = Some(negotiated);
                 seen.served = served;
                 match named {

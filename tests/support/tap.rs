@@ -29,7 +29,9 @@ impl Tap {
         Self::slow(upstream, std::time::Duration::ZERO)
     }
 
-    /// Like `start`, but each answer is held for `hold` before it is handed over.
+    /// Like `start`, but each answer is held for `hold` before it is handed over, and a
+    /// connection's first bytes wait `hold` too (the TCP handshake a real link would cost): one
+    /// round trip takes `hold`.
     pub fn slow(upstream: u16, hold: std::time::Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let port = listener.local_addr().unwrap().port();
@@ -49,6 +51,7 @@ impl Tap {
                 let record = record.clone();
                 let (log_in, log_out) = (log.clone(), log.clone());
                 std::thread::spawn(move || {
+                    std::thread::sleep(hold);
                     relay(
                         client_r,
                         server_w,
@@ -138,7 +141,8 @@ impl Tap {
 }
 
 /// Copies `from` to `to`, keeping the first bytes in `record` (before forwarding them, so they are
-/// recorded by the time the other side can answer).
+/// recorded by the time the other side can answer). Each chunk is handed over `hold` after it
+/// was read (by a second thread, so that chunks read together are held together, as on a link).
 fn relay(
     mut from: TcpStream,
     mut to: TcpStream,
@@ -146,6 +150,20 @@ fn relay(
     hold: std::time::Duration,
     (events, connection, is_request): (&Events, usize, bool),
 ) {
+    let (chunks, waiting) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    let writer_events = events.clone();
+    let writer = std::thread::spawn(move || {
+        for (due, chunk) in waiting {
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+            if !is_request {
+                writer_events.lock().unwrap().push((std::time::Instant::now(), connection, false));
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
     let mut buf = [0u8; 8192];
     loop {
         let n = match from.read(&mut buf) {
@@ -160,15 +178,12 @@ fn relay(
         }
         if is_request {
             events.lock().unwrap().push((std::time::Instant::now(), connection, true));
-        } else {
-            std::thread::sleep(hold);
         }
-        if to.write_all(&buf[..n]).is_err() {
+        let due = std::time::Instant::now() + if is_request { std::time::Duration::ZERO } else { hold };
+        if chunks.send((due, buf[..n].to_vec())).is_err() {
             break;
         }
-        if !is_request {
-            events.lock().unwrap().push((std::time::Instant::now(), connection, false));
-        }
     }
-    let _ = to.shutdown(Shutdown::Write);
+    drop(chunks);
+    let _ = writer.join();
 }

@@ -355,14 +355,19 @@ fn wait_retries_until_the_server_is_up_and_gives_up_with_75() {
     assert!(started.elapsed() < Duration::from_secs(10), "{run}");
 }
 
+/// A relay in front of the shared PostgreSQL, and a role (home, name, password) to connect as.
+fn a_role_through_a_tap() -> (support::tap::Tap, std::path::PathBuf, String, String) {
+    let tap = support::tap::Tap::start(services().pg.port);
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    (tap, home, role, password)
+}
+
 #[test]
 fn the_check_offers_the_key_share_postgresql_takes_and_saves_the_retry() {
     // PostgreSQL 15's one group is P-256 (ssl_ecdh_curve): OpenSSL's default X25519 key share,
     // libpq's, is answered with a HelloRetryRequest; the check offers P-256 first.
-    let s = services();
-    let tap = support::tap::Tap::start(s.pg.port);
-    let home = support::home(&unique("chk-home"));
-    let (_, role, password) = libpq_env(&home);
+    let (tap, home, role, password) = a_role_through_a_tap();
     let mark = tap.connections();
     support::run_ok(&mut psql_as(tap.port, &role, &password, "select 1"));
     assert_eq!(tap.client_hellos_since(mark), [2], "libpq is asked to retry");
@@ -382,10 +387,7 @@ fn the_check_offers_the_key_share_postgresql_takes_and_saves_the_retry() {
 fn sni_goes_out_as_libpq_sends_it() {
     // libpq sends the host name as SNI unless PGSSLSNI is set to something not starting with
     // "1" (so "true" and "" turn it off too): proxies that route by SNI see the same from both.
-    let s = services();
-    let tap = support::tap::Tap::start(s.pg.port);
-    let home = support::home(&unique("chk-home"));
-    let (_, role, password) = libpq_env(&home);
+    let (tap, home, role, password) = a_role_through_a_tap();
     for value in [None, Some("1"), Some("0"), Some("true"), Some("")] {
         let mark = tap.connections();
         let mut cmd = launcher_as(&home, tap.port, &role, &password);

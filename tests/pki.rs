@@ -116,16 +116,21 @@ fn certificate_authentication_with_no_password() {
         .assert_fails(77, "connection requires a valid client certificate");
 }
 
+/// A driver's app behind the launcher as certuser, with an issued client certificate.
+fn certuser_behind(driver: &str, app: &std::process::Command) -> (Run, std::path::PathBuf) {
+    let home = support::home(&unique(&format!("pki-{driver}")));
+    let run = Run::of(
+        launch(&home, pki_server().pg.port)
+            .args(["--user", "certuser", "--client-cert", "vault-pki:pki/issue/client", "--driver", driver, "--"])
+            .arg(app.get_program())
+            .args(app.get_args()),
+    );
+    (run, home)
+}
+
 #[test]
 fn a_rustls_app_presents_the_issued_client_certificate() {
-    let server = pki_server();
-    let home = support::home(&unique("pki-rustls"));
-    let app = support::drivers::rustls_app();
-    let run = Run::of(
-        launch(&home, server.pg.port)
-            .args(["--user", "certuser", "--client-cert", "vault-pki:pki/issue/client", "--driver", "rustls", "--"])
-            .arg(app.get_program()),
-    );
+    let (run, _) = certuser_behind("rustls", &support::drivers::rustls_app());
     // certuser logs in by certificate alone: the app's rustls config presented PGSSLCERT/PGSSLKEY.
     run.assert_ok();
     assert_eq!(run.stdout.trim(), "true", "{run}");
@@ -134,14 +139,7 @@ fn a_rustls_app_presents_the_issued_client_certificate() {
 #[test]
 fn a_pgjdbc_app_presents_the_issued_client_certificate_as_pkcs8() {
     let server = pki_server();
-    let home = support::home(&unique("pki-pgjdbc"));
-    let app = support::drivers::pgjdbc_app();
-    let run = Run::of(
-        launch(&home, server.pg.port)
-            .args(["--user", "certuser", "--client-cert", "vault-pki:pki/issue/client", "--driver", "pgjdbc", "--"])
-            .arg(app.get_program())
-            .args(app.get_args()),
-    );
+    let (run, home) = certuser_behind("pgjdbc", &support::drivers::pgjdbc_app());
     // certuser logs in by certificate alone: pgjdbc read sslcert and the .pk8 key from the URL.
     run.assert_ok();
     assert_eq!(run.stdout.trim(), "true", "{run}");

@@ -180,11 +180,15 @@ fn the_login_token_stays_while_dynamic_credentials_hang_on_it() {
     let f = Fixture::new();
     let s = services();
     let secret_id = new_secret_id(false);
+    let tap = crate::support::tap::Tap::start(s.bao.port);
     let mut cmd = approle(&f, &secret_id, false);
-    cmd.args(["--credentials", "vault:database/creds/app", "--host", "localhost", "--port", &s.pg.port.to_string()])
+    cmd.env("VAULT_ADDR", format!("http://127.0.0.1:{}", tap.port))
+        .args(["--credentials", "vault:database/creds/app", "--host", "localhost", "--port", &s.pg.port.to_string()])
         .args(["--dbname", "postgres", "--", "true"]);
     let run = Run::of(&mut cmd);
     run.assert_ok().assert_no_leak(&secret_id);
+    // The login said how long its token lives: nothing asks again.
+    assert!(tap.request("lookup-self").is_none(), "{run}");
     assert!(!run.stderr.contains("revoked"), "{run}");
     assert!(token_alive(&accessor_of(&run)), "revoking it would revoke the database user: {run}");
     assert!(run.stderr.contains("the token it hangs on expires sooner, in "), "token TTL 10m < lease 1h: {run}");

@@ -100,6 +100,20 @@ fn dynamic_users_connect_exist_and_their_lease_is_reported() {
 }
 
 #[test]
+fn the_tokens_ttl_is_asked_for_beside_the_dynamic_read_not_after_it() {
+    // A distant OpenBao: the lookup of the token (whose end ends the lease) goes out with the
+    // read of the credentials, not a round trip after it.
+    let tap = support::tap::Tap::slow(services().bao.port, std::time::Duration::from_millis(300));
+    let run = Run::of(
+        dynamic("app", ROOT_TOKEN).env("VAULT_ADDR", format!("http://127.0.0.1:{}", tap.port)).args(["--", "true"]),
+    );
+    run.assert_ok();
+    let (_, answered) = tap.request("GET /v1/database/creds/app").unwrap_or_else(|| panic!("no read: {run}"));
+    let (asked, _) = tap.request("/v1/auth/token/lookup-self").unwrap_or_else(|| panic!("no lookup: {run}"));
+    assert!(asked < answered.unwrap(), "the token's lookup waited for the read's answer: {run}");
+}
+
+#[test]
 fn min_ttl_refuses_credentials_that_end_too_soon() {
     Run::of(dynamic("short", ROOT_TOKEN).args(["--min-ttl", "5m", "--", "true"]))
         .assert_fails(78, "the credentials expire in 60s, sooner than --min-ttl 300s");

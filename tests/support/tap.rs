@@ -15,7 +15,8 @@ const KEPT: usize = 16 * 1024;
 type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// When a client's bytes arrived (`true`) or an answer was handed over (`false`), per connection.
-type Events = Arc<Mutex<Vec<(std::time::Instant, usize, bool)>>>;
+/// With a request's first line (HTTP), empty for answers.
+type Events = Arc<Mutex<Vec<(std::time::Instant, usize, bool, String)>>>;
 
 pub struct Tap {
     pub port: u16,
@@ -92,13 +93,23 @@ impl Tap {
     pub fn opened_before_first_answer(&self) -> usize {
         let events = self.events.lock().unwrap();
         let mut opened = std::collections::BTreeSet::new();
-        for (_, connection, is_request) in events.iter() {
+        for (_, connection, is_request, _) in events.iter() {
             if !*is_request {
                 break;
             }
             opened.insert(*connection);
         }
         opened.len()
+    }
+
+    /// When the first request whose first line holds `needle` came in, and when the answer to
+    /// it (the next on its connection) was handed over.
+    pub fn request(&self, needle: &str) -> Option<(std::time::Instant, Option<std::time::Instant>)> {
+        let events = self.events.lock().unwrap();
+        let at = events.iter().position(|e| e.2 && e.3.contains(needle))?;
+        let connection = events[at].1;
+        let answered = events[at..].iter().find(|e| !e.2 && e.1 == connection).map(|e| e.0);
+        Some((events[at].0, answered))
     }
 
     /// When the first client bytes came in.
@@ -117,7 +128,7 @@ impl Tap {
         let events = self.events.lock().unwrap();
         let mut waiting = std::collections::BTreeSet::new();
         let mut most = 0;
-        for (_, connection, is_request) in events.iter() {
+        for (_, connection, is_request, _) in events.iter() {
             if *is_request {
                 waiting.insert(*connection);
             } else {
@@ -159,7 +170,7 @@ fn relay(
                 break;
             }
             if !is_request {
-                writer_events.lock().unwrap().push((std::time::Instant::now(), connection, false));
+                writer_events.lock().unwrap().push((std::time::Instant::now(), connection, false, String::new()));
             }
         }
         let _ = to.shutdown(Shutdown::Write);
@@ -177,7 +188,8 @@ fn relay(
             kept.extend_from_slice(&buf[..room]);
         }
         if is_request {
-            events.lock().unwrap().push((std::time::Instant::now(), connection, true));
+            let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+            events.lock().unwrap().push((std::time::Instant::now(), connection, true, line));
         }
         let due = std::time::Instant::now() + if is_request { std::time::Duration::ZERO } else { hold };
         if chunks.send((due, buf[..n].to_vec())).is_err() {

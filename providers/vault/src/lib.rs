@@ -320,11 +320,20 @@ impl SecretSource for VaultSource {
             })?;
             (data, None)
         } else {
-            // The whole answer: dynamic secrets carry their lease beside `data`.
-            let mut answer = vaultrs::api::exec_with_no_result(&self.client, Raw::get(path.to_owned()))
-                .await
-                .map_err(|e| self.map_error(e, reference))?;
-            let lease = self.lease_of(&answer, reference).await?;
+            // The whole answer: dynamic secrets carry their lease beside `data`. A lease dies
+            // with the token: its TTL is the login's, or asked for beside the read, not after it.
+            let token_ttl = async {
+                match &self.login {
+                    Some(login) => Ok(login.ttl),
+                    None => get(&self.client, "auth/token/lookup-self".to_owned())
+                        .await
+                        .map(|token| token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0)),
+                }
+            };
+            let (answer, token_ttl) =
+                tokio::join!(vaultrs::api::exec_with_no_result(&self.client, Raw::get(path.to_owned())), token_ttl);
+            let mut answer = answer.map_err(|e| self.map_error(e, reference))?;
+            let lease = self.lease_of(&answer, token_ttl, reference)?;
             (answer.get_mut("data").map(serde_json::Value::take).unwrap_or_default(), lease)
         };
         match data {
@@ -376,18 +385,21 @@ impl VaultSource {
     }
 
     /// The lease of a raw answer, with the TTL of the token it hangs on.
-    async fn lease_of(&self, answer: &serde_json::Value, reference: &Reference) -> Result<Option<Lease>, SourceError> {
+    fn lease_of(
+        &self,
+        answer: &serde_json::Value,
+        token_ttl: Result<u64, ClientError>,
+        reference: &Reference,
+    ) -> Result<Option<Lease>, SourceError> {
         let id = answer.get("lease_id").and_then(serde_json::Value::as_str).unwrap_or_default();
         if id.is_empty() {
             return Ok(None);
         }
         let seconds = answer.get("lease_duration").and_then(serde_json::Value::as_u64).unwrap_or(0);
         let renewable = answer.get("renewable").and_then(serde_json::Value::as_bool).unwrap_or(false);
-        let token =
-            get(&self.client, "auth/token/lookup-self".to_owned()).await.map_err(|e| self.map_error(e, reference))?;
         // ttl 0 means the token never expires (a root token).
         let token_ttl =
-            token.get("ttl").and_then(serde_json::Value::as_u64).filter(|t| *t > 0).map(Duration::from_secs);
+            Some(token_ttl.map_err(|e| self.map_error(e, reference))?).filter(|t| *t > 0).map(Duration::from_secs);
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(id.to_owned());
         Ok(Some(Lease { id: id.to_owned(), ttl: Duration::from_secs(seconds), renewable, token_ttl }))
     }

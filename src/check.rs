@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+use tokio_postgres::config::{ChannelBinding, SslMode, SslNegotiation, TargetSessionAttrs};
 
 use crate::error::{Error, Exit};
 use crate::libpq::{ChannelBindingMode, Libpq, SessionAttrs};
@@ -254,6 +254,7 @@ async fn connect(
             SessionAttrs::Any | SessionAttrs::Unchecked => TargetSessionAttrs::Any,
         })
         .ssl_mode(SslMode::Require)
+        .ssl_negotiation(if options.libpq.direct_tls { SslNegotiation::Direct } else { SslNegotiation::Postgres })
         .channel_binding(match options.libpq.channel_binding {
             ChannelBindingMode::Require => ChannelBinding::Require,
             ChannelBindingMode::Disable => ChannelBinding::Disable,

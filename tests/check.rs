@@ -101,7 +101,7 @@ fn tls12_server(name: &str, extra: &str) -> Pg {
         Some(support::pg::Custom {
             conf: &conf,
             hba: Some("local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"),
-            openssl_conf: None,
+            ..Default::default()
         }),
     )
 }
@@ -355,6 +355,44 @@ fn wait_retries_until_the_server_is_up_and_gives_up_with_75() {
     assert!(started.elapsed() < Duration::from_secs(10), "{run}");
 }
 
+#[test]
+fn direct_tls_is_negotiated_as_libpq_17_negotiates_it() {
+    let s = services();
+    let v17 = support::pg::newer(17);
+    let custom = support::pg::Custom { bindir: Some(&v17), ..Default::default() };
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let pg17 =
+        Pg::start_custom(&s.root.join(unique("pg17")), cert, key, true, support::free_port_pair(), None, Some(custom));
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    pg17.create_role(&role, &password);
+    let psql17 = |port: u16| {
+        let mut c = psql_as(port, &role, &password, "select ssl from pg_stat_ssl where pid = pg_backend_pid()");
+        c.env("PGSSLNEGOTIATION", "direct");
+        let mut cmd = Command::new(v17.join("psql"));
+        cmd.args(c.get_args()).envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        cmd.output().unwrap()
+    };
+    // PostgreSQL 17 takes TLS at once; the check's first bytes are a ClientHello naming ALPN
+    // "postgresql", not the SSLRequest.
+    let out = psql17(pg17.port);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "{}", String::from_utf8_lossy(&out.stderr));
+    let tap = support::tap::Tap::start(pg17.port);
+    let mark = tap.connections();
+    let run = Run::of(launcher_as(&home, tap.port, &role, &password).env("PGSSLNEGOTIATION", "direct").arg("check"));
+    run.assert_ok().assert_no_leak(&password);
+    assert_eq!(tap.sent_since(mark, &[0, 0, 0, 8, 4, 210, 22, 47]), [false], "no SSLRequest: {run}");
+    assert_eq!(tap.sent_since(mark, b"\x0apostgresql"), [true], "ALPN: {run}");
+    // PostgreSQL 15 does not: libpq 17 fails, and the check says what it says.
+    let out = psql17(s.pg.port);
+    let libpq = String::from_utf8_lossy(&out.stderr);
+    assert!(libpq.contains("failed: SSL SYSCALL error: EOF detected"), "{libpq}");
+    let run = Run::of(launcher_as(&home, s.pg.port, &role, &password).env("PGSSLNEGOTIATION", "direct").arg("check"));
+    run.assert_fails(76, "failed: SSL SYSCALL error: EOF detected");
+    let run = Run::of(launcher_as(&home, s.pg.port, &role, &password).env("PGSSLNEGOTIATION", "fast").arg("check"));
+    run.assert_fails(78, "PGSSLNEGOTIATION: invalid sslnegotiation value: \"fast\"");
+}
+
 /// A relay in front of the shared PostgreSQL, and a role (home, name, password) to connect as.
 fn a_role_through_a_tap() -> (support::tap::Tap, std::path::PathBuf, String, String) {
     let tap = support::tap::Tap::start(services().pg.port);
@@ -447,8 +485,8 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
 
 #[test]
 fn settings_only_newer_libpq_reads_are_named_in_warnings() {
-    // libpq 16/17 read these; the libpq here (15) cannot say what they conclude, so the check
-    // does not pretend to: it connects as before and says what it left to the app's libpq.
+    // libpq 16 reads these; the check does not judge them yet: it connects as before and says
+    // what it left to the app's libpq. (PGSSLNEGOTIATION is honoured: direct_tls_… above.)
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);
     let run = Run::of(
@@ -461,10 +499,11 @@ fn settings_only_newer_libpq_reads_are_named_in_warnings() {
     run.assert_ok();
     let r = report(&run);
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    for (var, version) in [("PGREQUIREAUTH", 16), ("PGSSLCERTMODE", 16), ("PGSSLNEGOTIATION", 17)] {
+    for (var, version) in [("PGREQUIREAUTH", 16), ("PGSSLCERTMODE", 16)] {
         let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
         assert!(warnings.iter().any(|w| w.starts_with(&expected)), "{var}: {warnings:?}");
     }
+    assert!(!warnings.iter().any(|w| w.contains("PGSSLNEGOTIATION")), "{warnings:?}");
 }
 
 #[test]

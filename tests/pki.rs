@@ -61,7 +61,7 @@ fn pki_server() -> &'static PkiServer {
                 true,
                 support::free_port_pair(),
                 Some("CREATE ROLE certuser LOGIN;"),
-                Some(support::pg::Custom { conf: &extra, hba: Some(hba), openssl_conf: None }),
+                Some(support::pg::Custom { conf: &extra, hba: Some(hba), ..Default::default() }),
             )
         });
         PkiServer { pg }

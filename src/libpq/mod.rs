@@ -113,6 +113,9 @@ pub struct Libpq {
     /// `PGOPTIONS` given, then `PGDATESTYLE`, `PGTZ`, `PGGEQO` and `PGCLIENTENCODING` (a bad
     /// value is FATAL for libpq's connection, and so for the check's).
     pub options: Option<String>,
+    /// `PGSSLNEGOTIATION` (libpq 17): `direct` starts TLS at once, without the SSLRequest round
+    /// trip (ALPN `postgresql`, which PostgreSQL 17+ requires then).
+    pub direct_tls: bool,
     /// `PGSSLSNI`: whether the host name goes out as SNI. libpq sends it only when the value
     /// starts with `1` (its default), so `0`, `true` and an empty value all turn it off.
     pub sni: bool,
@@ -150,7 +153,7 @@ fn server_options(env: &ParentEnv) -> Option<String> {
 }
 
 /// libpq 16/17 settings the check leaves to the app's libpq, with the version that reads them.
-const UNJUDGED: [(&str, &str); 3] = [("PGREQUIREAUTH", "16"), ("PGSSLCERTMODE", "16"), ("PGSSLNEGOTIATION", "17")];
+const UNJUDGED: [(&str, &str); 2] = [("PGREQUIREAUTH", "16"), ("PGSSLCERTMODE", "16")];
 
 impl Libpq {
     /// The warning for each variable in `unjudged`.
@@ -192,6 +195,17 @@ impl Libpq {
             }
         };
         let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
+        // libpq 17's values and words; an empty value is the default, as libpq's `get` has it.
+        let direct_tls = match env.get("PGSSLNEGOTIATION") {
+            None | Some("postgres") => false,
+            Some("direct") => true,
+            Some(other) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!("PGSSLNEGOTIATION: invalid sslnegotiation value: \"{other}\""),
+                ));
+            }
+        };
         let unjudged = UNJUDGED.iter().map(|(var, _)| *var).filter(|var| env.raw(var).is_some()).collect();
         let named = env.get("PGSSLCRL").map(PathBuf::from);
         let default = home.map(|h| h.join(".postgresql/root.crl"));
@@ -237,6 +251,7 @@ impl Libpq {
             session,
             options: server_options(env),
             sni,
+            direct_tls,
             unjudged,
             root: file_or("PGSSLROOTCERT", ".postgresql/root.crt"),
             crl,

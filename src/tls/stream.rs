@@ -115,6 +115,9 @@ impl Connect {
         if let Some(host) = &self.sni {
             ssl.set_hostname(host).map_err(internal)?;
         }
+        // libpq 17+ names the protocol in every ClientHello; PostgreSQL 17+ requires it of a
+        // direct TLS connection and checks it on the others (older servers ignore it).
+        ssl.set_alpn_protos(b"\x0apostgresql").map_err(internal)?;
         if let Some(id) = &self.client {
             let (leaf, rest) = id.chain.split_first().ok_or_else(|| internal(openssl::error::ErrorStack::get()))?;
             ssl.set_certificate(leaf).map_err(internal)?;

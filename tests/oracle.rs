@@ -1,5 +1,6 @@
 //! The oracle: for each certificate case, a real PostgreSQL serves the certificate and both
-//! `psql` (libpq, `sslmode=verify-full`) and `launcher check` run under the same environment.
+//! `psql` (libpq, `sslmode=verify-full`; Debian 12's 15, and 17 and 18 from PyPI, which must all
+//! agree) and `launcher check` run under the same environment.
 //! Any disagreement on the verdict fails the test, and so does a libpq TLS refusal whose
 //! words the launcher does not repeat. The table is printed either way.
 
@@ -708,7 +709,12 @@ fn environment(case: &Case, dir: &Path, port: u16, user: &str, password: &str) -
 }
 
 fn libpq_verdict(env: &[(String, String)]) -> Verdict {
-    let out = Command::new(psql())
+    libpq_verdict_of(&psql(), env)
+}
+
+/// The verdict of the psql (and so the libpq) at `psql`.
+fn libpq_verdict_of(psql: &Path, env: &[(String, String)]) -> Verdict {
+    let out = Command::new(psql)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["-XAtc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"])
@@ -819,6 +825,17 @@ fn launcher_check_agrees_with_libpq_on_every_certificate_case() {
         let case_dir = dir.join(format!("case-{i}"));
         let env = environment(case, &case_dir, server.pg.port, &user, &password);
         let libpq = libpq_verdict(&env);
+        // Today's libpq (17, 18: what apps link, psycopg's wheels bundle 18) must give the same
+        // verdict in the same words as Debian 12's 15, which the launcher is held to below.
+        for major in [17, 18] {
+            let newer = libpq_verdict_of(&support::pg::newer(major).join("psql"), &env);
+            if (newer.ok, &newer.reason) != (libpq.ok, &libpq.reason) {
+                problems.push(format!(
+                    "{}: libpq {major} {} ({:?}) but libpq 15 {} ({:?}): the launcher must say which it judges for",
+                    case.name, newer.ok, newer.reason, libpq.ok, libpq.reason
+                ));
+            }
+        }
         let (ours, run) = launcher_verdict(&env, &case_dir.join("home"), &[]);
         // The app's drivers (issue 15): the launcher with --driver D refuses exactly when libpq
         // or D, given what the launcher hands the app, would, and in D's words; D that ignores

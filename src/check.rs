@@ -151,7 +151,7 @@ pub async fn check(
     // the socket only closes with the exec and the server logs an unexpected EOF.
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
-    log_phases(started, seen.verified, authenticated);
+    log_phases(started, seen.verified, authenticated, options.libpq.direct_tls);
     let certificates = seen.chain;
     let mut warnings = warnings(&certificates, options);
     // The app's drivers judge the chain libpq accepted; without --driver, each family's
@@ -189,16 +189,18 @@ pub async fn check(
 }
 
 /// `-v`'s account of the check's time, in milliseconds and in round trips of the link.
-fn log_phases(started: Instant, verified: Option<(Instant, Instant, Instant)>, authenticated: Instant) {
+fn log_phases(started: Instant, verified: Option<(Instant, Instant, Instant)>, authenticated: Instant, direct: bool) {
     if let Some((began, arrived, verified)) = verified {
         let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
         // The TCP connect and the SSLRequest's one-byte answer are two round trips and next to
-        // no work: half their time is the link's round trip, the unit of what follows.
-        let rtt = ms(started, began) / 2.0;
+        // no work (with direct TLS, the connect alone is one): the link's round trip, the unit
+        // of what follows.
+        let (opening, count) = if direct { ("TCP connect", 1.0) } else { ("TCP connect and SSLRequest", 2.0) };
+        let rtt = ms(started, began) / count;
         let trips = |t: f64| if rtt > 0.0 { t / rtt } else { 0.0 };
         let (hello, handshake, login) = (ms(began, arrived), ms(arrived, verified), ms(verified, authenticated));
         crate::log::debug(format!(
-            "check: TCP connect and SSLRequest in {:.1} ms (2 round trips of {rtt:.1} ms), server certificate \
+            "check: {opening} in {:.1} ms ({count} round trip(s) of {rtt:.1} ms), server certificate \
              after {hello:.1} ms ({:.1} RTT: the TLS hello, the server's signature), verified in {handshake:.1} ms \
              ({:.1} RTT), authenticated in {login:.1} ms ({:.1} RTT: TLS finish, SCRAM, backend start), session \
              closed in {:.1} ms",

@@ -91,7 +91,13 @@ pub async fn check(
     let crl = &options.libpq.crl;
     let chain = openssl.load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
     let session = Arc::new(Session::new(chain, target.host.clone()));
-    let tls = crate::tls::MakeConnect::new(session.clone(), client, options.libpq.tls, options.libpq.sni);
+    let tls = crate::tls::MakeConnect::new(
+        session.clone(),
+        client,
+        options.libpq.tls,
+        options.libpq.sni,
+        options.libpq.require_auth.clone(),
+    );
     let server = format!("{}:{}", target.host, target.port);
 
     // One connection, with channel binding as libpq's PGCHANNELBINDING asks (prefer by default:
@@ -321,6 +327,9 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
             Exit::NoPerm,
             format!("{prefix}: the server asks for a password and none was given (credentials from {})", target.source),
         );
+    }
+    if let Some(refused) = chain_find::<crate::tls::stream::AuthRefused>(e) {
+        return Error::msg(Exit::NoPerm, format!("{prefix}: {refused}"));
     }
     if let Some(failed) = chain_find::<HandshakeFailed>(e) {
         return Error::msg(Exit::Tls, format!("{prefix}: {failed}"));

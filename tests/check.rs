@@ -70,7 +70,12 @@ fn check_needs_nothing_but_libpq_variables_and_reports_in_json() {
 
 /// psql (libpq) with verify-full against the test CA, as `role`, to `port`, running `sql`.
 fn psql_as(port: u16, role: &str, password: &str, sql: &str) -> Command {
-    let mut c = Command::new(support::pg::psql());
+    psql_of(&support::pg::psql(), port, role, password, sql)
+}
+
+/// [`psql_as`] with the psql (and so the libpq) at `psql`.
+fn psql_of(psql: &Path, port: u16, role: &str, password: &str, sql: &str) -> Command {
+    let mut c = Command::new(psql);
     c.env_clear()
         .envs([("PGHOST", "localhost"), ("PGUSER", role), ("PGPASSWORD", password), ("PGDATABASE", "postgres")])
         .env("PGPORT", port.to_string())
@@ -367,11 +372,8 @@ fn direct_tls_is_negotiated_as_libpq_17_negotiates_it() {
     let (_, role, password) = libpq_env(&home);
     pg17.create_role(&role, &password);
     let psql17 = |port: u16| {
-        let mut c = psql_as(port, &role, &password, "select ssl from pg_stat_ssl where pid = pg_backend_pid()");
-        c.env("PGSSLNEGOTIATION", "direct");
-        let mut cmd = Command::new(v17.join("psql"));
-        cmd.args(c.get_args()).envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-        cmd.output().unwrap()
+        let sql = "select ssl from pg_stat_ssl where pid = pg_backend_pid()";
+        psql_of(&v17.join("psql"), port, &role, &password, sql).env("PGSSLNEGOTIATION", "direct").output().unwrap()
     };
     // PostgreSQL 17 takes TLS at once; the check's first bytes are a ClientHello naming ALPN
     // "postgresql", not the SSLRequest.
@@ -391,6 +393,66 @@ fn direct_tls_is_negotiated_as_libpq_17_negotiates_it() {
     run.assert_fails(76, "failed: SSL SYSCALL error: EOF detected");
     let run = Run::of(launcher_as(&home, s.pg.port, &role, &password).env("PGSSLNEGOTIATION", "fast").arg("check"));
     run.assert_fails(78, "PGSSLNEGOTIATION: invalid sslnegotiation value: \"fast\"");
+}
+
+#[test]
+fn require_auth_refuses_what_libpq_17_refuses_before_a_password_goes_out() {
+    let s = services();
+    let v17 = support::pg::newer(17);
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    // A server that asks for the password in clear (over TLS), and logs who logs in.
+    let hba = "local all all trust\nhostssl all all 127.0.0.0/8 password\n";
+    let custom = support::pg::Custom { hba: Some(hba), conf: "log_connections = on\n", ..Default::default() };
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let port = support::free_port_pair();
+    let cleartext = Pg::start_custom(&s.root.join(unique("pg-pw")), cert, key, true, port, None, Some(custom));
+    cleartext.create_role(&role, &password);
+    let (scram, clear) = (s.pg.port, cleartext.port);
+    let cases = [
+        (scram, "scram-sha-256"),
+        (scram, "password"),
+        (scram, "!scram-sha-256"),
+        (scram, "none"),
+        (scram, ""),
+        (clear, "scram-sha-256"),
+        (clear, "md5,password"),
+        (clear, "!md5"),
+    ];
+    for (port, value) in cases {
+        let libpq = psql_of(&v17.join("psql"), port, &role, &password, "select 1").env("PGREQUIREAUTH", value).output();
+        let libpq = libpq.unwrap();
+        let run = Run::of(launcher_as(&home, port, &role, &password).env("PGREQUIREAUTH", value).arg("check"));
+        run.assert_no_leak(&password);
+        if libpq.status.success() {
+            run.assert_ok();
+        } else {
+            let said = String::from_utf8_lossy(&libpq.stderr);
+            let words = said.trim().split_once("failed: ").map_or(said.trim(), |(_, w)| w);
+            assert!(words.starts_with("authentication method requirement"), "PGREQUIREAUTH={value:?}: {said}");
+            run.assert_fails(77, words);
+        }
+    }
+    // Refused before the password went out: the cleartext server logs no login of the check's
+    // (and one once the requirement allows it).
+    let logins = || {
+        let log = std::fs::read_to_string(&cleartext.log).unwrap();
+        log.matches(&format!("connection authorized: user={role} database=postgres application_name=launcher")).count()
+    };
+    let before = logins();
+    Run::of(launcher_as(&home, clear, &role, &password).env("PGREQUIREAUTH", "scram-sha-256").arg("check"))
+        .assert_fails(77, "server requested a cleartext password");
+    assert_eq!(logins(), before, "the check logged in although PGREQUIREAUTH forbids it");
+    Run::of(launcher_as(&home, clear, &role, &password).env("PGREQUIREAUTH", "password").arg("check")).assert_ok();
+    assert_eq!(logins(), before + 1);
+    // Values libpq refuses before it connects, in its words, before anything is fetched.
+    for value in ["bogus", "!password,md5", "password,!md5", "scram-sha-256,scram-sha-256"] {
+        let libpq =
+            psql_of(&v17.join("psql"), scram, &role, &password, "select 1").env("PGREQUIREAUTH", value).output();
+        let said = String::from_utf8_lossy(&libpq.unwrap().stderr).trim().replace("psql: error: ", "");
+        let run = Run::of(launcher_as(&home, scram, &role, &password).env("PGREQUIREAUTH", value).arg("check"));
+        run.assert_fails(78, &format!("PGREQUIREAUTH: {said}"));
+    }
 }
 
 /// A relay in front of the shared PostgreSQL, and a role (home, name, password) to connect as.
@@ -493,8 +555,9 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
 
 #[test]
 fn settings_only_newer_libpq_reads_are_named_in_warnings() {
-    // libpq 16 reads these; the check does not judge them yet: it connects as before and says
-    // what it left to the app's libpq. (PGSSLNEGOTIATION is honoured: direct_tls_… above.)
+    // libpq 16 reads PGSSLCERTMODE; the check does not judge it yet: it connects as before and
+    // says what it left to the app's libpq. (PGREQUIREAUTH and PGSSLNEGOTIATION are honoured:
+    // require_auth_… and direct_tls_… above.)
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);
     let run = Run::of(
@@ -507,11 +570,9 @@ fn settings_only_newer_libpq_reads_are_named_in_warnings() {
     run.assert_ok();
     let r = report(&run);
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    for (var, version) in [("PGREQUIREAUTH", 16), ("PGSSLCERTMODE", 16)] {
-        let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
-        assert!(warnings.iter().any(|w| w.starts_with(&expected)), "{var}: {warnings:?}");
-    }
-    assert!(!warnings.iter().any(|w| w.contains("PGSSLNEGOTIATION")), "{warnings:?}");
+    let expected = "PGSSLCERTMODE is not judged by the check (libpq 16 and later read it)";
+    assert!(warnings.iter().any(|w| w.starts_with(expected)), "{warnings:?}");
+    assert!(!warnings.iter().any(|w| w.contains("PGSSLNEGOTIATION") || w.contains("PGREQUIREAUTH")), "{warnings:?}");
 }
 
 #[test]

@@ -8,12 +8,14 @@
 
 pub mod client;
 pub mod pgpass;
+mod require_auth;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use client::{ClientPlan, client_files};
+pub use require_auth::RequireAuth;
 
 use crate::error::{Error, Exit};
 use crate::plan::ParentEnv;
@@ -113,6 +115,8 @@ pub struct Libpq {
     /// `PGOPTIONS` given, then `PGDATESTYLE`, `PGTZ`, `PGGEQO` and `PGCLIENTENCODING` (a bad
     /// value is FATAL for libpq's connection, and so for the check's).
     pub options: Option<String>,
+    /// `PGREQUIREAUTH` (libpq 16): the authentication the server may ask for.
+    pub require_auth: Option<RequireAuth>,
     /// `PGSSLNEGOTIATION` (libpq 17): `direct` starts TLS at once, without the SSLRequest round
     /// trip (ALPN `postgresql`, which PostgreSQL 17+ requires then).
     pub direct_tls: bool,
@@ -153,7 +157,7 @@ fn server_options(env: &ParentEnv) -> Option<String> {
 }
 
 /// libpq 16/17 settings the check leaves to the app's libpq, with the version that reads them.
-const UNJUDGED: [(&str, &str); 2] = [("PGREQUIREAUTH", "16"), ("PGSSLCERTMODE", "16")];
+const UNJUDGED: [(&str, &str); 1] = [("PGSSLCERTMODE", "16")];
 
 impl Libpq {
     /// The warning for each variable in `unjudged`.
@@ -195,6 +199,12 @@ impl Libpq {
             }
         };
         let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
+        // An empty PGREQUIREAUTH is a value for libpq (it allows nothing).
+        let require_auth = env
+            .raw("PGREQUIREAUTH")
+            .map(RequireAuth::parse)
+            .transpose()
+            .map_err(|e| Error::msg(Exit::Config, format!("PGREQUIREAUTH: {e}")))?;
         // libpq 17's values and words; an empty value is the default, as libpq's `get` has it.
         let direct_tls = match env.get("PGSSLNEGOTIATION") {
             None | Some("postgres") => false,
@@ -252,6 +262,7 @@ impl Libpq {
             options: server_options(env),
             sni,
             direct_tls,
+            require_auth,
             unjudged,
             root: file_or("PGSSLROOTCERT", ".postgresql/root.crt"),
             crl,

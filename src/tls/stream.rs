@@ -20,7 +20,7 @@ use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream}
 
 use super::binding::end_point;
 use super::{CertInfo, ChainError, ClientIdentity, Refusal, Session, info};
-use crate::libpq::TlsRange;
+use crate::libpq::{RequireAuth, TlsRange};
 
 /// The session's protocol and cipher, named as OpenSSL (and so `pg_stat_ssl`) names them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -47,14 +47,22 @@ pub struct MakeConnect {
     client: Option<Arc<ClientIdentity>>,
     range: TlsRange,
     sni: bool,
+    require_auth: Option<Arc<RequireAuth>>,
 }
 
 impl MakeConnect {
     /// Connections recorded in `session`, presenting `client`, within `range`, with SNI when
-    /// `sni` (`PGSSLSNI`) and libpq's rule allow.
+    /// `sni` (`PGSSLSNI`) and libpq's rule allow, refusing what `require_auth`
+    /// (`PGREQUIREAUTH`) does not allow before a password goes out.
     #[must_use]
-    pub fn new(session: Arc<Session>, client: Option<ClientIdentity>, range: TlsRange, sni: bool) -> Self {
-        Self { session, client: client.map(Arc::new), range, sni }
+    pub fn new(
+        session: Arc<Session>,
+        client: Option<ClientIdentity>,
+        range: TlsRange,
+        sni: bool,
+        require_auth: Option<RequireAuth>,
+    ) -> Self {
+        Self { session, client: client.map(Arc::new), range, sni, require_auth: require_auth.map(Arc::new) }
     }
 }
 
@@ -68,7 +76,13 @@ where
 
     fn make_tls_connect(&mut self, host: &str) -> Result<Connect, io::Error> {
         let sni = (self.sni && super::sends_sni(host)).then(|| host.to_owned());
-        Ok(Connect { session: self.session.clone(), client: self.client.clone(), range: self.range, sni })
+        Ok(Connect {
+            session: self.session.clone(),
+            client: self.client.clone(),
+            range: self.range,
+            sni,
+            require_auth: self.require_auth.clone(),
+        })
     }
 }
 
@@ -79,7 +93,13 @@ pub struct Connect {
     client: Option<Arc<ClientIdentity>>,
     range: TlsRange,
     sni: Option<String>,
+    require_auth: Option<Arc<RequireAuth>>,
 }
+
+/// The server asked for an authentication `PGREQUIREAUTH` does not allow, in libpq's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthRefused(pub String);
 
 /// A failed handshake, in libpq's words ("SSL error: …").
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +229,13 @@ where
             if let Some(words) = refused {
                 return Err(io::Error::other(HandshakeFailed(words)));
             }
-            Ok(Stream { tls, session: self.session, first_reply: Some(Vec::new()), awaiting_choice: false })
+            Ok(Stream {
+                tls,
+                session: self.session,
+                first_reply: Some(Vec::new()),
+                awaiting_choice: false,
+                require_auth: self.require_auth,
+            })
         })
     }
 }
@@ -240,6 +266,8 @@ pub struct Stream<S> {
     first_reply: Option<Vec<u8>>,
     /// A SASL request was seen: the client's next message answers it.
     awaiting_choice: bool,
+    /// `PGREQUIREAUTH`, applied to the server's first authentication request.
+    require_auth: Option<Arc<RequireAuth>>,
 }
 
 /// The longest first reply watched: a SASL request names a few mechanisms.
@@ -250,10 +278,11 @@ const FIRST_REPLY_MAX: usize = 512;
 enum FirstReply {
     /// Not complete yet.
     Partial,
-    /// Not a SASL request (an error, or another kind of authentication).
-    NotSasl,
-    /// A SASL request; whether SCRAM-SHA-256-PLUS is among its mechanisms.
-    Sasl { plus: bool },
+    /// Not an authentication request (an error, say).
+    Other,
+    /// An authentication request (`R`) of this code; for SASL (10), whether SCRAM-SHA-256-PLUS
+    /// is among its mechanisms.
+    Auth { code: u32, plus: bool },
 }
 
 fn first_reply(bytes: &[u8]) -> FirstReply {
@@ -262,13 +291,12 @@ fn first_reply(bytes: &[u8]) -> FirstReply {
         return FirstReply::Partial;
     };
     if tag != b'R' || !(8..=FIRST_REPLY_MAX).contains(&len) {
-        return FirstReply::NotSasl;
+        return FirstReply::Other;
     }
     let Some(body) = rest.get(4..len) else { return FirstReply::Partial };
-    if body[..4] != 10u32.to_be_bytes() {
-        return FirstReply::NotSasl;
-    }
-    FirstReply::Sasl { plus: body[4..].split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256-PLUS") }
+    let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let plus = code == 10 && body[4..].split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256-PLUS");
+    FirstReply::Auth { code, plus }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
@@ -286,10 +314,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
             first.extend(buf.filled()[before..].iter().take(room));
             match first_reply(first) {
                 FirstReply::Partial if first.len() < FIRST_REPLY_MAX + 5 && buf.filled().len() > before => {}
-                FirstReply::Sasl { plus } => {
+                FirstReply::Auth { code, plus } => {
                     self.first_reply = None;
-                    self.session.sasl_offered(plus);
-                    self.awaiting_choice = true;
+                    // Refused before tokio-postgres reads the request, so no password answers it.
+                    if let Some(refusal) = self.require_auth.as_ref().and_then(|r| r.refuses(code)) {
+                        return Poll::Ready(Err(io::Error::other(AuthRefused(refusal))));
+                    }
+                    if code == 10 {
+                        self.session.sasl_offered(plus);
+                        self.awaiting_choice = true;
+                    }
                 }
                 _ => self.first_reply = None,
             }
@@ -330,12 +364,15 @@ mod tests {
         for cut in 0..msg.len() {
             assert_eq!(first_reply(&msg[..cut]), FirstReply::Partial, "{cut} bytes");
         }
-        assert_eq!(first_reply(&msg), FirstReply::Sasl { plus: true });
+        assert_eq!(first_reply(&msg), FirstReply::Auth { code: 10, plus: true });
         let pooler = [b'R', 0, 0, 0, 23, 0, 0, 0, 10].iter().chain(b"SCRAM-SHA-256\0\0").copied().collect::<Vec<_>>();
-        assert_eq!(first_reply(&pooler), FirstReply::Sasl { plus: false });
+        assert_eq!(first_reply(&pooler), FirstReply::Auth { code: 10, plus: false });
         // AuthenticationOk (trust), an MD5 request, an error.
-        assert_eq!(first_reply(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]), FirstReply::NotSasl);
-        assert_eq!(first_reply(&[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]), FirstReply::NotSasl);
-        assert_eq!(first_reply(&[b'E', 0, 0, 0, 40]), FirstReply::NotSasl);
+        assert_eq!(first_reply(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]), FirstReply::Auth { code: 0, plus: false });
+        assert_eq!(
+            first_reply(&[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]),
+            FirstReply::Auth { code: 5, plus: false }
+        );
+        assert_eq!(first_reply(&[b'E', 0, 0, 0, 40]), FirstReply::Other);
     }
 }

@@ -553,6 +553,36 @@ fn empty_or_junk_libpq_variables_fail_the_check_as_they_fail_libpq() {
     }
 }
 
+/// The `PG…` variables a libpq reads: the names in its library, as `strings` finds them.
+fn variables_read_by(libpq: &Path) -> Vec<String> {
+    let bytes = std::fs::read(libpq).unwrap();
+    let mut names: Vec<String> = bytes
+        .split(|b| *b == 0)
+        .filter(|s| s.len() > 2 && s.starts_with(b"PG") && s.iter().all(|b| b.is_ascii_uppercase() || *b == b'_'))
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .filter(|s| !s.starts_with("PGRES_"))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn every_variable_libpq_15_or_18_reads_is_accounted_for() {
+    // docs/security.md says, for each, whether the launcher overrides, judges, warns about or
+    // passes it, and why: none may be missing from it, in either version.
+    let table = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md")).unwrap();
+    let v15 = support::run_ok(Command::new("pg_config").arg("--libdir"));
+    let v15 = Path::new(String::from_utf8_lossy(&v15.stdout).trim()).join("libpq.so.5");
+    let v18 = support::pg::newer(18).join("../lib/libpq.so.5");
+    for libpq in [v15, v18] {
+        let names = variables_read_by(&libpq);
+        assert!(names.len() > 30 && names.contains(&"PGSSLMODE".to_owned()), "{}: {names:?}", libpq.display());
+        let missing: Vec<&String> = names.iter().filter(|n| !table.contains(&format!("`{n}`"))).collect();
+        assert!(missing.is_empty(), "docs/security.md does not account for {missing:?} ({})", libpq.display());
+    }
+}
+
 #[test]
 fn settings_only_newer_libpq_reads_are_named_in_warnings() {
     // libpq 16 reads PGSSLCERTMODE; the check does not judge it yet: it connects as before and
@@ -565,13 +595,20 @@ fn settings_only_newer_libpq_reads_are_named_in_warnings() {
             .env("PGREQUIREAUTH", "scram-sha-256")
             .env("PGSSLCERTMODE", "allow")
             .env("PGSSLNEGOTIATION", "postgres")
+            .env("PGMINPROTOCOLVERSION", "3.0")
+            .env("PGMAXPROTOCOLVERSION", "3.2")
+            .env("PGOAUTHDEBUG", "UNSAFE")
             .args(["check", "--output", "json"]),
     );
     run.assert_ok();
     let r = report(&run);
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    let expected = "PGSSLCERTMODE is not judged by the check (libpq 16 and later read it)";
-    assert!(warnings.iter().any(|w| w.starts_with(expected)), "{warnings:?}");
+    let newer =
+        [("PGSSLCERTMODE", 16), ("PGMINPROTOCOLVERSION", 18), ("PGMAXPROTOCOLVERSION", 18), ("PGOAUTHDEBUG", 18)];
+    for (var, version) in newer {
+        let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
+        assert!(warnings.iter().any(|w| w.starts_with(&expected)), "{var}: {warnings:?}");
+    }
     assert!(!warnings.iter().any(|w| w.contains("PGSSLNEGOTIATION") || w.contains("PGREQUIREAUTH")), "{warnings:?}");
 }
 

@@ -156,8 +156,9 @@ fn server_options(env: &ParentEnv) -> Option<String> {
     (!options.is_empty()).then(|| options.join(" "))
 }
 
-/// libpq 16/17 settings the check leaves to the app's libpq, with the version that reads them.
-const UNJUDGED: [(&str, &str); 1] = [("PGSSLCERTMODE", "16")];
+/// libpq 16-18 settings the check leaves to the app's libpq, with the version that reads them.
+const UNJUDGED: [(&str, &str); 4] =
+    [("PGSSLCERTMODE", "16"), ("PGMINPROTOCOLVERSION", "18"), ("PGMAXPROTOCOLVERSION", "18"), ("PGOAUTHDEBUG", "18")];
 
 impl Libpq {
     /// The warning for each variable in `unjudged`.

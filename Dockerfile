@@ -11,7 +11,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --no-default-features --features "${FEATURES}" \
+# The registry and target directory are build caches (kept between builds on one machine, never
+# in an image layer), so a rebuild after a source change recompiles the launcher only.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --no-default-features --features "${FEATURES}" \
  && install -m 0755 target/release/launcher /usr/local/bin/launcher
 
 FROM debian:bookworm-slim

@@ -17,6 +17,7 @@ mod files;
 mod flow;
 mod hardening;
 mod hygiene;
+mod image;
 mod oracle;
 mod pki;
 mod ship;

@@ -163,6 +163,12 @@ impl Error {
     pub fn context(self, context: impl fmt::Display + Send + Sync + 'static) -> Self {
         Self { exit: self.exit, inner: self.inner.context(context) }
     }
+
+    /// For a store that throttled the request, the least time to stay away before the next.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.inner.chain().find_map(|e| e.downcast_ref::<SourceError>()).and_then(SourceError::retry_after)
+    }
 }
 
 impl fmt::Display for Error {

@@ -15,6 +15,7 @@ mod drivers;
 mod dynamic;
 mod files;
 mod flow;
+mod ha;
 mod hardening;
 mod hygiene;
 mod image;

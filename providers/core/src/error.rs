@@ -40,6 +40,17 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
+    /// The store is rate-limiting (HTTP 429): waiting helps, so it is of the
+    /// [`ErrorKind::Unreachable`] class, retried under `--wait`.
+    #[error("{reference}: {store} is rate-limiting requests (HTTP 429{})", retry_after_suffix(.retry_after.as_ref()))]
+    Throttled {
+        /// What was being read.
+        reference: String,
+        /// Which store.
+        store: String,
+        /// When the store said to come back (`Retry-After`), if it said.
+        retry_after: Option<std::time::Duration>,
+    },
     /// See [`ErrorKind::TlsRefused`].
     #[error("{reference}: {store} presented a certificate that is not trusted: {detail}")]
     TlsRefused {
@@ -114,13 +125,25 @@ impl SourceError {
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::Unreachable { .. } | Self::Throttled { .. } => ErrorKind::Unreachable,
             Self::TlsRefused { .. } => ErrorKind::TlsRefused,
             Self::Denied { .. } => ErrorKind::Denied,
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::MissingField { .. } | Self::BadContent { .. } => ErrorKind::BadContent,
             Self::Config { .. } => ErrorKind::Config,
             Self::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// For a rate-limited request, the least time to wait before the next: what the store's
+    /// `Retry-After` said, else one second (Vault's quotas count whole-second intervals).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => {
+                Some(retry_after.unwrap_or_default().max(std::time::Duration::from_secs(1)))
+            }
+            _ => None,
         }
     }
 
@@ -145,4 +168,11 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         cur = e.source();
     }
     parts.join(": ")
+}
+
+fn retry_after_suffix(retry_after: Option<&std::time::Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(", asked to retry after {}s", d.as_secs()),
+        None => String::new(),
+    }
 }

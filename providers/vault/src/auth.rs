@@ -98,7 +98,7 @@ pub(crate) async fn login(
     client: &mut VaultClient,
     auth: &Auth,
     address: &str,
-    map: impl Fn(vaultrs::error::ClientError, &str) -> SourceError,
+    map: impl Fn(crate::raw::Failure, &str) -> SourceError,
 ) -> Result<Option<Login>, SourceError> {
     let info = match auth {
         Auth::Token => return Ok(None),
@@ -108,21 +108,33 @@ pub(crate) async fn login(
             if *wrapped {
                 secret_id = unwrap_secret_id(client, address, mount, &secret_id).await?;
             }
-            vaultrs::auth::approle::login(client, mount, role_id.expose(), secret_id.expose())
-                .await
-                .map_err(|e| map(e, "AppRole"))?
+            let request = vaultrs::api::auth::approle::requests::LoginWithApproleRequest::builder()
+                .mount(mount)
+                .role_id(role_id.expose())
+                .secret_id(secret_id.expose())
+                .build()
+                .map_err(|e| denied("AppRole", e.to_string()))?;
+            crate::raw::login(client, request).await.map_err(|e| map(e, "AppRole"))?
         }
         Auth::Jwt { mount, role, jwt_file } => {
             let jwt = read_secret_file(jwt_file, "Vault JWT")?;
-            vaultrs::auth::oidc::login(client, mount, jwt.expose(), Some(role.clone()))
-                .await
-                .map_err(|e| map(e, "JWT"))?
+            let request = vaultrs::api::auth::oidc::requests::JWTLoginRequest::builder()
+                .mount(mount)
+                .jwt(jwt.expose())
+                .role(role.clone())
+                .build()
+                .map_err(|e| denied("JWT", e.to_string()))?;
+            crate::raw::login(client, request).await.map_err(|e| map(e, "JWT"))?
         }
         Auth::Kubernetes { mount, role, jwt_file } => {
             let jwt = read_secret_file(jwt_file, "Kubernetes service-account token")?;
-            vaultrs::auth::kubernetes::login(client, mount, role, jwt.expose())
-                .await
-                .map_err(|e| map(e, "Kubernetes"))?
+            let request = vaultrs::api::auth::kubernetes::requests::LoginWithKubernetesRequest::builder()
+                .mount(mount)
+                .role(role)
+                .jwt(jwt.expose())
+                .build()
+                .map_err(|e| denied("Kubernetes", e.to_string()))?;
+            crate::raw::login(client, request).await.map_err(|e| map(e, "Kubernetes"))?
         }
     };
     let token = SecretString::new(info.client_token);

@@ -4,6 +4,8 @@
 use launcher_core::{Reference, SourceError};
 use vaultrs::error::ClientError;
 
+use crate::raw::Failure;
+
 /// `reference`, with the namespace it was read in: a secret "not found" may be a namespace typo.
 pub(crate) fn in_namespace(reference: &Reference, namespace: Option<&str>) -> String {
     match namespace {
@@ -12,16 +14,25 @@ pub(crate) fn in_namespace(reference: &Reference, namespace: Option<&str>) -> St
     }
 }
 
-/// Maps a vaultrs error for `reference` at the Vault `address` (in `namespace`).
+/// Maps a failed request for `reference` at the Vault `address` (in `namespace`).
 pub(crate) fn map_error(
     address: &str,
     namespace: Option<&str>,
-    error: ClientError,
+    failure: impl Into<Failure>,
     reference: &Reference,
 ) -> SourceError {
     {
+        let Failure { error, retry_after } = failure.into();
         let reference_text = in_namespace(reference, namespace);
         match error {
+            // A rate-limit quota (or a proxy in front of Vault) asks the fleet to slow down:
+            // waiting helps, unlike the other 4xx answers.
+            ClientError::APIError { code: 429, .. }
+            | ClientError::RestClientError {
+                source: rustify::errors::ClientError::ServerResponseError { code: 429, .. },
+            } => {
+                SourceError::Throttled { reference: reference_text, store: format!("Vault at {address}"), retry_after }
+            }
             ClientError::APIError { code: 403 | 401, errors } => SourceError::Denied {
                 reference: reference_text,
                 store: format!("Vault at {address}"),

@@ -23,7 +23,7 @@ use launcher_core::{Document, Fields, IssuedCert, Lease, Reference, SecretSource
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::raw::{Raw, get};
+use crate::raw::{Failure, get};
 
 pub use address::{AddressError, check_address};
 pub use auth::{Auth, KUBERNETES_JWT, Login};
@@ -134,10 +134,10 @@ impl VaultSource {
     /// Logs in with the configured method (nothing to do for token auth).
     pub async fn login(&mut self, auth: &Auth) -> Result<Option<&Login>, SourceError> {
         let (address, namespace) = (self.address.clone(), self.namespace.clone());
-        let map = |e, method: &str| match e {
+        let map = |e: Failure, method: &str| match e {
             // A login endpoint answers 400 to credentials it rejects (a bad signature, an
             // unknown secret id): that is a refusal, not a configuration mistake.
-            ClientError::APIError { code: 400, errors } => SourceError::Denied {
+            Failure { error: ClientError::APIError { code: 400, errors }, .. } => SourceError::Denied {
                 reference: match &namespace {
                     Some(ns) => format!("Vault {method} login (namespace {ns})"),
                     None => format!("Vault {method} login"),
@@ -197,13 +197,10 @@ impl VaultSource {
         let leases = std::mem::take(&mut *self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for id in &leases {
             let path = format!("sys/leases/revoke/{id}");
-            vaultrs::api::exec_with_empty(&self.client, Raw { path, method: rustify::enums::RequestMethod::PUT })
-                .await
-                .map_err(|e| {
-                    let reference =
-                        launcher_core::Reference::parse("vault:sys/leases/revoke").expect("static reference");
-                    self.map_error(e, &reference)
-                })?;
+            raw::put(&self.client, path).await.map_err(|e| {
+                let reference = launcher_core::Reference::parse("vault:sys/leases/revoke").expect("static reference");
+                self.map_error(e, &reference)
+            })?;
         }
         Ok(leases.len())
     }
@@ -213,13 +210,13 @@ impl VaultSource {
             Ok(data) => data,
             // Not a mount the token may inspect, or no mount at all: read the path as it is,
             // as the Vault CLI falls back to a plain read.
-            Err(ClientError::APIError { code: 403 | 404, .. }) => return Ok(None),
+            Err(Failure { error: ClientError::APIError { code: 403 | 404, .. }, .. }) => return Ok(None),
             Err(e) => return Err(self.map_error(e, reference)),
         };
         Ok(parse_mount(&data))
     }
 
-    fn map_error(&self, error: ClientError, reference: &Reference) -> SourceError {
+    fn map_error(&self, error: impl Into<Failure>, reference: &Reference) -> SourceError {
         errors::map_error(&self.address, self.namespace.as_deref(), error, reference)
     }
 }
@@ -286,10 +283,8 @@ impl SecretSource for VaultSource {
         let guess = path.split_once('/').filter(|(_, rest)| !rest.is_empty());
         let (mount, guessed) = match guess {
             Some((first, rest)) => {
-                let (mount, read) = tokio::join!(
-                    self.mount_of(path, reference),
-                    vaultrs::kv2::read::<serde_json::Value>(&self.client, first, rest)
-                );
+                let (mount, read) =
+                    tokio::join!(self.mount_of(path, reference), raw::kv2_read(&self.client, first, rest));
                 let confirmed = matches!(&mount, Ok(Some(Mount { path: m, kv_version: Some(2) })) if m.trim_end_matches('/') == first);
                 (mount?, confirmed.then_some(read))
             }
@@ -305,7 +300,7 @@ impl SecretSource for VaultSource {
             }
             let read = match guessed {
                 Some(read) => read,
-                None => vaultrs::kv2::read::<serde_json::Value>(&self.client, mount.trim_end_matches('/'), rest).await,
+                None => raw::kv2_read(&self.client, mount.trim_end_matches('/'), rest).await,
             };
             let data = read.map_err(|e| match self.map_error(e, reference) {
                 // `vault kv get` takes the path without the API's `data/`; so do we.
@@ -330,8 +325,7 @@ impl SecretSource for VaultSource {
                         .map(|token| token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0)),
                 }
             };
-            let (answer, token_ttl) =
-                tokio::join!(vaultrs::api::exec_with_no_result(&self.client, Raw::get(path.to_owned())), token_ttl);
+            let (answer, token_ttl) = tokio::join!(raw::get_whole(&self.client, path.to_owned()), token_ttl);
             let mut answer = answer.map_err(|e| self.map_error(e, reference))?;
             let lease = self.lease_of(&answer, token_ttl, reference)?;
             (answer.get_mut("data").map(serde_json::Value::take).unwrap_or_default(), lease)
@@ -388,7 +382,7 @@ impl VaultSource {
     fn lease_of(
         &self,
         answer: &serde_json::Value,
-        token_ttl: Result<u64, ClientError>,
+        token_ttl: Result<u64, Failure>,
         reference: &Reference,
     ) -> Result<Option<Lease>, SourceError> {
         let id = answer.get("lease_id").and_then(serde_json::Value::as_str).unwrap_or_default();

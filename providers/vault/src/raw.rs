@@ -1,12 +1,127 @@
-//! Requests vaultrs has no typed endpoint for: the mount discovery the Vault CLI uses, revoking
-//! one lease by its id, and reading a dynamic secret whole (its lease beside its `data`).
+//! The launcher's requests to Vault, sent through vaultrs' endpoints and middleware but on a
+//! client of our own that keeps what vaultrs drops: a throttled answer's `Retry-After` (HTTP
+//! 429 from a rate-limit quota), so that `--wait` comes back when the store asked and not
+//! before. Also the requests vaultrs has no typed endpoint for: the mount discovery the Vault
+//! CLI uses, revoking one lease by its id, and reading a dynamic secret whole (its lease beside
+//! its `data`).
 
-use vaultrs::client::VaultClient;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustify::endpoint::Endpoint;
+use vaultrs::api::AuthInfo;
+use vaultrs::client::{Client as _, VaultClient};
 use vaultrs::error::ClientError;
 
-/// One `GET` through vaultrs, returning the `data` of the answer as JSON.
-pub(crate) async fn get(client: &VaultClient, path: String) -> Result<serde_json::Value, ClientError> {
-    vaultrs::api::exec_with_result(client, Raw::get(path)).await
+/// A failed request: vaultrs' error, and how long the store asked us to stay away when it
+/// throttled the request and said so.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: ClientError,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Self { error, retry_after: None }
+    }
+}
+
+/// One `GET`, returning the `data` of the answer.
+pub(crate) async fn get(client: &VaultClient, path: String) -> Result<serde_json::Value, Failure> {
+    let (answer, watch) = send(client, Raw::get(path)).await?;
+    answer
+        .wrap::<vaultrs::api::EndpointResult<serde_json::Value>>()
+        .map_err(|e| watch.failure(ClientError::from(e)))?
+        .data
+        .ok_or_else(|| watch.failure(ClientError::ResponseDataEmptyError))
+}
+
+/// One `GET`, returning the whole answer (a dynamic secret's lease is beside its `data`).
+pub(crate) async fn get_whole(client: &VaultClient, path: String) -> Result<serde_json::Value, Failure> {
+    let (answer, watch) = send(client, Raw::get(path)).await?;
+    answer.parse().map_err(|e| watch.failure(ClientError::from(e)))
+}
+
+/// One `PUT` with no body, whose answer is not read.
+pub(crate) async fn put(client: &VaultClient, path: String) -> Result<(), Failure> {
+    send(client, Raw { path, method: rustify::enums::RequestMethod::PUT }).await.map(|_| ())
+}
+
+/// The fields of the newest version of a KV v2 secret, as `vault kv get` reads them.
+pub(crate) async fn kv2_read(client: &VaultClient, mount: &str, path: &str) -> Result<serde_json::Value, Failure> {
+    let mut data = get(client, format!("{mount}/data/{path}")).await?;
+    Ok(data.get_mut("data").map(serde_json::Value::take).unwrap_or_default())
+}
+
+/// A login: the `auth` of the answer.
+pub(crate) async fn login<E: Endpoint<Response = ()>>(client: &VaultClient, endpoint: E) -> Result<AuthInfo, Failure> {
+    let (answer, watch) = send(client, endpoint).await?;
+    answer
+        .wrap::<vaultrs::api::EndpointResult<()>>()
+        .map_err(|e| watch.failure(ClientError::from(e)))?
+        .auth
+        .ok_or_else(|| watch.failure(ClientError::ResponseEmptyError))
+}
+
+/// Sends `endpoint` with vaultrs' middleware (API version, token, namespace) on [`Watch`].
+async fn send<E: Endpoint>(
+    client: &VaultClient,
+    endpoint: E,
+) -> Result<(rustify::endpoint::EndpointResult<E::Response>, Watch<'_>), Failure> {
+    let watch = Watch { http: client.http(), retry_after: Mutex::new(None) };
+    match endpoint.with_middleware(client.middle()).exec(&watch).await {
+        Ok(answer) => Ok((answer, watch)),
+        Err(e) => Err(watch.failure(api_error(e))),
+    }
+}
+
+/// vaultrs' own reading of an error answer (its `parse_err` is private): Vault's `errors` list
+/// as an [`ClientError::APIError`], anything else as the transport's error.
+fn api_error(error: rustify::errors::ClientError) -> ClientError {
+    if let rustify::errors::ClientError::ServerResponseError { code, content: Some(content) } = &error
+        && let Ok(serde_json::Value::Object(mut body)) = serde_json::from_str(content)
+        && let Some(serde_json::Value::Array(errors)) = body.remove("errors")
+    {
+        let errors = errors.into_iter().filter_map(|e| e.as_str().map(str::to_owned)).collect();
+        return ClientError::APIError { code: *code, errors };
+    }
+    ClientError::from(error)
+}
+
+/// vaultrs' HTTP client, watched: a 429's `Retry-After` is kept for the error.
+struct Watch<'a> {
+    http: &'a rustify::clients::reqwest::Client,
+    retry_after: Mutex<Option<Duration>>,
+}
+
+impl Watch<'_> {
+    fn failure(&self, error: ClientError) -> Failure {
+        let retry_after = *self.retry_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Failure { error, retry_after }
+    }
+}
+
+#[async_trait::async_trait]
+impl rustify::client::Client for Watch<'_> {
+    async fn send(&self, req: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, rustify::errors::ClientError> {
+        let answer = self.http.send(req).await?;
+        if answer.status() == http::StatusCode::TOO_MANY_REQUESTS {
+            *self.retry_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                answer.headers().get(http::header::RETRY_AFTER).and_then(|v| retry_after(v.to_str().ok()?));
+        }
+        Ok(answer)
+    }
+
+    fn base(&self) -> &str {
+        self.http.base()
+    }
+}
+
+/// `Retry-After` in seconds, as Vault and OpenBao send it (an HTTP date, which they do not
+/// send, is not read: the back-off's own floor applies).
+fn retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// A request to an arbitrary path, with no body: vaultrs has typed endpoints for most engines,
@@ -35,5 +150,18 @@ impl rustify::endpoint::Endpoint for Raw {
 
     fn method(&self) -> rustify::enums::RequestMethod {
         self.method.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        assert_eq!(retry_after("9"), Some(Duration::from_secs(9)));
+        assert_eq!(retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        assert_eq!(retry_after("-1"), None);
     }
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_postgres::config::{ChannelBinding, SslMode, SslNegotiation, TargetSessionAttrs};
+use tokio_postgres::config::{ChannelBinding, SslMode, SslNegotiation};
 
 use crate::error::{Error, Exit};
+use crate::libpq::hosts::Endpoint;
 use crate::libpq::{ChannelBindingMode, Libpq, SessionAttrs};
 use crate::target::Target;
 use crate::tls::stream::HandshakeFailed;
@@ -22,6 +23,8 @@ pub struct Report {
     pub server: String,
     /// The address dialled when `PGHOSTADDR` is set.
     pub hostaddr: Option<String>,
+    /// The servers of the list passed over before this one, and why.
+    pub skipped: Vec<Skipped>,
     /// The role.
     pub user: String,
     /// The database.
@@ -42,6 +45,15 @@ pub struct Report {
     pub certificates: Vec<CertInfo>,
     /// Certificates close to expiry.
     pub warnings: Vec<String>,
+}
+
+/// A server of the host list the walk passed over.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// `HOST:PORT`.
+    pub server: String,
+    /// Why, in libpq's words.
+    pub reason: String,
 }
 
 /// Proof that the check ran and passed. Only [`check`] makes one.
@@ -80,7 +92,13 @@ pub struct CheckOptions {
     pub drivers: Vec<crate::drivers::Driver>,
 }
 
-/// Connects once to `target`, verifying against `root` (a CA file) and the CRLs.
+/// Connects to `target` as libpq would, verifying against `root` (a CA file) and the CRLs. A
+/// host list is walked as libpq walks it (`PQconnectPoll` in fe-connect.c): the next server
+/// after a failed TCP connect or name lookup, a server that is starting up or shutting down
+/// (SQLSTATE 57P03), or one whose session does not fit `PGTARGETSESSIONATTRS`; the walk stops
+/// at any other failure (TLS, authentication), where libpq stops too. `prefer-standby` walks
+/// the list twice: for a standby, then for any server. With `PGLOADBALANCEHOSTS=random` the
+/// app's libpq may land on any server of the list, so every reachable one is checked.
 pub async fn check(
     target: &Target,
     root: &Path,
@@ -90,15 +108,76 @@ pub async fn check(
 ) -> Result<Checked, Error> {
     let crl = &options.libpq.crl;
     let chain = openssl.load(root, crl.file.as_deref(), crl.dir.as_deref()).map_err(|e| Error::new(Exit::Tls, e))?;
-    let session = Arc::new(Session::new(chain, target.host.clone()));
+    let trust = Session::new(chain, target.first().host.clone());
     let tls = crate::tls::MakeConnect::new(
-        session.clone(),
+        Arc::new(trust.for_host(&target.first().host)),
         client,
         options.libpq.tls,
         options.libpq.sni,
         options.libpq.require_auth.clone(),
     );
-    let server = format!("{}:{}", target.host, target.port);
+    let passes: &[SessionAttrs] = match options.libpq.session {
+        SessionAttrs::PreferStandby => &[SessionAttrs::Standby, SessionAttrs::Any],
+        one => &[one],
+    };
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut chosen: Option<Checked> = None;
+    for attrs in passes {
+        for (i, endpoint) in target.endpoints.iter().enumerate() {
+            let session = Arc::new(trust.for_host(&endpoint.host));
+            let tls = tls.with_session(session.clone());
+            match attempt(target, i, root, &tls, &session, options, *attrs).await? {
+                Attempt::Skipped(reason) => {
+                    skipped.push(Skipped { server: server_name(endpoint), reason });
+                }
+                Attempt::Checked(checked) if chosen.is_none() => {
+                    chosen = Some(checked);
+                    if !options.libpq.load_balance {
+                        break;
+                    }
+                }
+                Attempt::Checked(_) => {}
+            }
+        }
+        if chosen.is_some() {
+            break;
+        }
+    }
+    let Some(mut checked) = chosen else {
+        let reasons: Vec<String> =
+            skipped.iter().map(|s| format!("connection to server at {} failed: {}", s.server, s.reason)).collect();
+        return Err(Error::msg(Exit::Unavailable, reasons.join("; ")));
+    };
+    // In a second pass (prefer-standby), the first pass's refusals are why no standby was taken.
+    checked.report.skipped = skipped;
+    Ok(checked)
+}
+
+/// `HOST:PORT`, as the report and the messages name a server.
+fn server_name(endpoint: &Endpoint) -> String {
+    format!("{}:{}", endpoint.host, endpoint.port)
+}
+
+/// What one server of the list came to.
+enum Attempt {
+    /// Verified and fit: the check's verdict.
+    Checked(Checked),
+    /// Passed over, as libpq passes over it, for this reason (libpq's words).
+    Skipped(String),
+}
+
+/// One connection, to the `i`th server of `target`'s list.
+async fn attempt(
+    target: &Target,
+    i: usize,
+    root: &Path,
+    tls: &crate::tls::MakeConnect,
+    session: &Session,
+    options: &CheckOptions,
+    attrs: SessionAttrs,
+) -> Result<Attempt, Error> {
+    let endpoint = &target.endpoints[i];
+    let server = server_name(endpoint);
 
     // One connection, with channel binding as libpq's PGCHANNELBINDING asks (prefer by default:
     // bound when the server offers SCRAM-SHA-256-PLUS, as PostgreSQL over TLS does; not through
@@ -107,7 +186,7 @@ pub async fn check(
     // as the server offers SCRAM-SHA-256-PLUS: the check says what libpq says.
     let mode = options.libpq.channel_binding;
     let started = Instant::now();
-    let connected = connect(target, &tls, options).await;
+    let connected = connect(target, i, tls, options).await;
     // What the handshake and the SASL exchange left: nothing changes once connected.
     let seen = session.seen();
     let sasl = seen.sasl;
@@ -116,9 +195,8 @@ pub async fn check(
         && let Some(Err(libpq)) = &seen.end_point
     {
         // The server let the unbound login in; libpq would not have sent it. Close cleanly.
-        if let Ok((client, connection)) = connected {
-            drop(client);
-            let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        if let Ok(open) = connected {
+            open.close().await;
         }
         return Err(Error::msg(Exit::Tls, format!("connection to server at {server} failed: {libpq}")));
     }
@@ -136,17 +214,28 @@ pub async fn check(
         ));
     }
     let channel_binding = sasl.is_some_and(|s| s.chose_plus);
-    let (client, connection) = match connected {
-        Ok(pair) => pair,
+    let open = match connected {
+        Ok(open) => open,
         Err(Failure::Timeout) => {
-            return Err(Error::msg(
-                Exit::Unavailable,
-                format!("connection to {server} timed out after {}s", options.libpq.connect_timeout.as_secs()),
-            ));
+            return Ok(Attempt::Skipped(format!("timeout expired after {}s", options.libpq.connect_timeout.as_secs())));
         }
-        Err(Failure::Postgres(e)) => return Err(classify(&e, &server, target, seen.refusal)),
+        Err(Failure::Postgres(e)) => {
+            // Before any TLS (no certificate seen): the TCP connect or the name lookup failed.
+            let text = launcher_core::error_chain(&e);
+            if seen.refusal.is_none()
+                && seen.chain.is_empty()
+                && let Some(reason) = text.strip_prefix("error connecting to server: ")
+            {
+                return Ok(Attempt::Skipped(reason.to_owned()));
+            }
+            if let Some(db) = e.as_db_error().filter(|db| db.code().code() == "57P03") {
+                return Ok(Attempt::Skipped(format!("{} (SQLSTATE 57P03)", db.message())));
+            }
+            return Err(classify(&e, &server, target, seen.refusal));
+        }
     };
     let authenticated = Instant::now();
+    let fits = open.session_fits(attrs).await;
     // What the session negotiated comes from the handshake itself: asking the server
     // (pg_stat_ssl) would cost a round trip, and through a TLS-terminating proxy would describe
     // another connection than the one libpq judges.
@@ -155,8 +244,12 @@ pub async fn check(
     };
     // Close the session properly (Terminate, then the socket) before anything execs: otherwise
     // the socket only closes with the exec and the server logs an unexpected EOF.
-    drop(client);
-    let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+    open.close().await;
+    if let Some(refusal) =
+        fits.map_err(|e| Error::msg(Exit::Unavailable, format!("connection to server at {server} failed: {e}")))?
+    {
+        return Ok(Attempt::Skipped(format!("{refusal} (PGTARGETSESSIONATTRS={})", options.libpq.session.name())));
+    }
     log_phases(started, seen.verified, authenticated, options.libpq.direct_tls);
     let certificates = seen.chain;
     let mut warnings = warnings(&certificates, options);
@@ -167,7 +260,7 @@ pub async fn check(
     let judged = if options.drivers.is_empty() { crate::drivers::FAMILIES } else { options.drivers.as_slice() };
     for driver in judged {
         if let Err(refusal) =
-            crate::drivers::judge(*driver, &seen.served, &target.host, root, &root_pem, &options.libpq.crl)
+            crate::drivers::judge(*driver, &seen.served, &endpoint.host, root, &root_pem, &options.libpq.crl)
         {
             if options.drivers.is_empty() {
                 warnings.push(format!("{refusal} (the check judges for libpq; --driver names the app's driver)"));
@@ -176,10 +269,11 @@ pub async fn check(
             }
         }
     }
-    Ok(Checked {
+    Ok(Attempt::Checked(Checked {
         report: Report {
             server,
-            hostaddr: target.hostaddr.map(|a| a.to_string()),
+            hostaddr: endpoint.hostaddr.map(|a| a.to_string()),
+            skipped: Vec::new(),
             user: target.user.clone(),
             dbname: target.dbname.clone(),
             ssl: true,
@@ -191,7 +285,7 @@ pub async fn check(
             certificates,
             warnings,
         },
-    })
+    }))
 }
 
 /// `-v`'s account of the check's time, in milliseconds and in round trips of the link.
@@ -226,13 +320,6 @@ fn warnings(certificates: &[CertInfo], options: &CheckOptions) -> Vec<String> {
         .filter(|c| c.days_left < options.expiry_warning_days)
         .map(|c| format!("certificate \"{}\" expires in {} days ({})", c.subject, c.days_left, c.not_after))
         .collect();
-    if options.libpq.session == SessionAttrs::Unchecked {
-        warnings.push(
-            "PGTARGETSESSIONATTRS primary/standby is not checked (the check cannot read the server's \
-             in_hot_standby); the app's libpq still enforces it"
-                .to_owned(),
-        );
-    }
     warnings.extend(options.libpq.unjudged_warnings());
     warnings
 }
@@ -242,25 +329,65 @@ enum Failure {
     Postgres(tokio_postgres::Error),
 }
 
-/// One connection attempt; the connection task is driven in the background until the client
-/// is dropped.
+/// A session the check opened, its connection task driven in the background.
+struct Open {
+    client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    /// `in_hot_standby` and `default_transaction_read_only` as the server reported them at
+    /// start-up (PostgreSQL 14 and later do), which libpq judges without a query.
+    in_hot_standby: Option<bool>,
+    read_only: Option<bool>,
+}
+
+impl Open {
+    /// Whether the session fits `attrs` as libpq judges it: `Ok(None)` when it does, else
+    /// libpq's reason. A server too old to report the parameters is asked, as libpq asks it.
+    async fn session_fits(&self, attrs: SessionAttrs) -> Result<Option<&'static str>, tokio_postgres::Error> {
+        let ask = async |sql: &str| -> Result<bool, tokio_postgres::Error> {
+            let rows = self.client.simple_query(sql).await?;
+            Ok(rows.iter().any(
+                |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if matches!(r.get(0), Some("on" | "t"))),
+            ))
+        };
+        let (read_only, in_hot_standby) = match attrs {
+            SessionAttrs::Any => return Ok(None),
+            SessionAttrs::ReadWrite | SessionAttrs::ReadOnly => match (self.read_only, self.in_hot_standby) {
+                (Some(read_only), Some(standby)) => (read_only || standby, standby),
+                _ => (ask("SHOW transaction_read_only").await?, false),
+            },
+            SessionAttrs::Primary | SessionAttrs::Standby | SessionAttrs::PreferStandby => {
+                let standby = match self.in_hot_standby {
+                    Some(standby) => standby,
+                    None => ask("SELECT pg_catalog.pg_is_in_recovery()").await?,
+                };
+                (false, standby)
+            }
+        };
+        Ok(attrs.refusal(read_only, in_hot_standby))
+    }
+
+    /// Terminate, then wait (briefly) for the socket to close.
+    async fn close(self) {
+        drop(self.client);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.connection).await;
+    }
+}
+
+/// One connection attempt to the `i`th server of `target`'s list.
 async fn connect(
     target: &Target,
+    i: usize,
     tls: &crate::tls::MakeConnect,
     options: &CheckOptions,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>), Failure> {
+) -> Result<Open, Failure> {
+    let endpoint = &target.endpoints[i];
     let mut config = tokio_postgres::Config::new();
     config
-        .host(&target.host)
-        .port(target.port)
+        .host(&endpoint.host)
+        .port(endpoint.port)
         .user(&target.user)
         .dbname(&target.dbname)
         .application_name("launcher")
-        .target_session_attrs(match options.libpq.session {
-            SessionAttrs::ReadWrite => TargetSessionAttrs::ReadWrite,
-            SessionAttrs::ReadOnly => TargetSessionAttrs::ReadOnly,
-            SessionAttrs::Any | SessionAttrs::Unchecked => TargetSessionAttrs::Any,
-        })
         .ssl_mode(SslMode::Require)
         .ssl_negotiation(if options.libpq.direct_tls { SslNegotiation::Direct } else { SslNegotiation::Postgres })
         .channel_binding(match options.libpq.channel_binding {
@@ -269,13 +396,13 @@ async fn connect(
             ChannelBindingMode::Prefer => ChannelBinding::Prefer,
         })
         .connect_timeout(options.libpq.connect_timeout);
-    if let Some(addr) = target.hostaddr {
+    if let Some(addr) = endpoint.hostaddr {
         config.hostaddr(addr);
     }
     if let Some(server_options) = &options.libpq.options {
         config.options(server_options);
     }
-    if let Some(password) = &target.password {
+    if let Some(password) = target.password_for(i) {
         config.password(password.expose());
     }
     let connected =
@@ -284,7 +411,11 @@ async fn connect(
     match connected {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => Err(Failure::Postgres(e)),
-        Ok(Ok((client, connection))) => Ok((client, tokio::spawn(connection))),
+        Ok(Ok((client, connection))) => {
+            let on = |name: &str| connection.parameter(name).map(|v| v == "on");
+            let (in_hot_standby, read_only) = (on("in_hot_standby"), on("default_transaction_read_only"));
+            Ok(Open { client, connection: tokio::spawn(connection), in_hot_standby, read_only })
+        }
     }
 }
 
@@ -306,19 +437,6 @@ fn classify(e: &tokio_postgres::Error, server: &str, target: &Target, refusal: O
         return Error::msg(exit, format!("{prefix}: {} (SQLSTATE {})", db.message(), db.code().code()));
     }
     let text = launcher_core::error_chain(e);
-    // PGTARGETSESSIONATTRS, in libpq's words; "unavailable", so that --wait rides out a failover.
-    if text.contains("database does not allow writes") {
-        return Error::msg(
-            Exit::Unavailable,
-            format!("{prefix}: session is read-only (PGTARGETSESSIONATTRS=read-write)"),
-        );
-    }
-    if text.contains("database is not read only") {
-        return Error::msg(
-            Exit::Unavailable,
-            format!("{prefix}: session is not read-only (PGTARGETSESSIONATTRS=read-only)"),
-        );
-    }
     if text.contains("server does not support TLS") {
         return Error::msg(Exit::Tls, format!("{prefix}: server does not support SSL, but SSL was required"));
     }

@@ -262,6 +262,9 @@ async fn check_connection(
 fn log_connected(checked: &Checked) {
     let r = checked.report();
     log::info(format!("connected to {} as {}, {} {}", r.server, r.user, r.version, r.cipher));
+    for skipped in &r.skipped {
+        log::info(format!("passed over {}: {}", skipped.server, skipped.reason));
+    }
 }
 
 fn print(text: &str) -> Result<(), Error> {

@@ -222,9 +222,21 @@ pub fn write(
     reader: Reader,
 ) -> Result<Written, Error> {
     let passfile_needed = plan.password_via == PasswordVia::Passfile && target.password.is_some();
+    // One line per server of the list, each with the password the check sent there.
     let passfile_line = match &target.password {
-        Some(password) if passfile_needed => {
-            Some(crate::libpq::pgpass::line(&target.host, target.port, &target.user, password)?)
+        Some(_) if passfile_needed => {
+            let mut lines = Vec::new();
+            for (i, endpoint) in target.endpoints.iter().enumerate() {
+                if let Some(password) = target.password_for(i) {
+                    lines.push(crate::libpq::pgpass::line(&endpoint.host, endpoint.port, &target.user, password)?);
+                }
+            }
+            // Sized up front: a growing String would leave copies of the passwords behind.
+            let mut joined = String::with_capacity(lines.iter().map(|l| l.expose().len()).sum());
+            for line in &lines {
+                joined.push_str(line.expose());
+            }
+            Some(SecretString::new(joined))
         }
         _ => None,
     };

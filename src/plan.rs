@@ -9,7 +9,7 @@ use launcher_core::Reference;
 
 use crate::cli::Options;
 use crate::error::{Error, Exit};
-use crate::libpq::Libpq;
+use crate::libpq::{Libpq, SessionAttrs};
 
 /// The environment the launcher was started with (a snapshot; the launcher never changes its own).
 #[derive(Clone, Default)]
@@ -209,13 +209,28 @@ impl Plan {
             strip.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
         }
         refuse_unsafe(options, &env, uses_vault)?;
-        if let Some(driver) = options.driver.iter().find(|d| !d.takes_hostaddr()).filter(|_| libpq.hostaddr.is_some()) {
+        if let Some(driver) =
+            options.driver.iter().find(|d| !d.takes_hostaddr()).filter(|_| libpq.hostaddrs.iter().any(Option::is_some))
+        {
             return Err(Error::msg(
                 Exit::Config,
                 format!(
                     "PGHOSTADDR: {} ignores it and dials PGHOST, not the address the check would connect to: unset \
                      PGHOSTADDR, or give the address as PGHOST",
                     driver.name()
+                ),
+            ));
+        }
+        // tokio-postgres, which the rustls apps use, knows three of libpq's six values, and
+        // refuses a URL with another.
+        if options.driver.contains(&crate::drivers::Driver::Rustls)
+            && matches!(libpq.session, SessionAttrs::Primary | SessionAttrs::Standby | SessionAttrs::PreferStandby)
+        {
+            return Err(Error::msg(
+                Exit::Config,
+                format!(
+                    "PGTARGETSESSIONATTRS={}: rustls apps (tokio-postgres) know only any, read-write and read-only",
+                    libpq.session.name()
                 ),
             ));
         }

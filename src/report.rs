@@ -66,6 +66,9 @@ fn human(r: &Report) -> String {
     let mut out = String::new();
     let dialled = r.hostaddr.as_ref().map(|a| format!(" (dialled {a})")).unwrap_or_default();
     let _ = writeln!(out, "server:      {}{dialled}", e(&r.server));
+    for s in &r.skipped {
+        let _ = writeln!(out, "passed over: {}: {}", e(&s.server), e(&s.reason));
+    }
     let _ = writeln!(out, "database:    {} as {}", e(&r.dbname), e(&r.user));
     let _ = writeln!(out, "tls:         {} {} ({} bits)", r.version, r.cipher, r.bits);
     let _ = writeln!(

@@ -1,29 +1,29 @@
 //! Which server, database and role the app will use: explicit flag > the secret's field > the
 //! inherited `PG*` variable > libpq's default.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use launcher_core::{DbSecret, SecretString};
 
 use crate::error::{Error, Exit};
+use crate::libpq::hosts::{self, Endpoint, Ports};
 use crate::plan::Plan;
 
 /// The connection the app will make.
 #[derive(Debug)]
 pub struct Target {
-    /// The host name (also the name the certificate must carry).
-    pub host: String,
-    /// `PGHOSTADDR`, if set: the address actually dialled.
-    pub hostaddr: Option<IpAddr>,
-    /// The port.
-    pub port: u16,
+    /// The servers, in the order libpq tries them (one unless `PGHOST` lists several).
+    pub endpoints: Vec<Endpoint>,
     /// The role.
     pub user: String,
     /// The database.
     pub dbname: String,
-    /// The password, if any.
+    /// The password the app is given, if any: the explicit one (the secret's, `PGPASSWORD`),
+    /// else the `.pgpass` entry of a single host. With a host list and no explicit password the
+    /// app's libpq looks each host up in the `.pgpass` itself, as the check does.
     pub password: Option<SecretString>,
+    /// The password for each endpoint, as libpq would send it there.
+    pub(crate) passwords: Vec<Option<SecretString>>,
     /// Where the credentials came from, for messages (`vault:secret/app/db`).
     pub source: String,
 }
@@ -46,28 +46,26 @@ impl Target {
             .or(secret.host)
             .or_else(|| env.get("PGHOST").map(str::to_owned))
             .ok_or_else(|| missing("host", "--host", "host", "PGHOST"))?;
-        if host.starts_with('/') || host.starts_with('@') {
-            return Err(Error::msg(
-                Exit::Config,
-                format!("database host \"{host}\" is a Unix socket, which has no TLS to verify: give a TCP host name"),
-            ));
-        }
-        if host.contains(',') {
-            return Err(Error::msg(
-                Exit::Config,
-                format!("database host \"{host}\" lists several hosts; give exactly one"),
-            ));
-        }
-        let port = match (plan.overrides.port, secret.port, env.get("PGPORT")) {
-            (Some(p), _, _) | (None, Some(p), _) => p,
-            (None, None, Some(text)) => text
-                .trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| Error::msg(Exit::Config, format!("PGPORT: \"{text}\" is not a port number")))?,
-            (None, None, None) => 5432,
+        let ports = match (plan.overrides.port, secret.port, env.get("PGPORT")) {
+            (Some(p), _, _) | (None, Some(p), _) => Ports::One(p),
+            (None, None, Some(text)) => Ports::Env(text),
+            (None, None, None) => Ports::Default,
         };
+        let endpoints = hosts::endpoints(&host, ports, &plan.libpq.hostaddrs)?;
+        // node-postgres reads one host; pgjdbc walks its own list by its own rules
+        // (targetServerType), which the check does not speak for.
+        if endpoints.len() > 1
+            && let Some(driver) = plan.drivers.iter().find(|d| !d.walks_host_lists())
+        {
+            return Err(Error::msg(
+                Exit::Config,
+                format!(
+                    "the database host list has {} servers, which {} does not walk as libpq does: give it one host",
+                    endpoints.len(),
+                    driver.name()
+                ),
+            ));
+        }
         let user = plan
             .overrides
             .user
@@ -83,14 +81,23 @@ impl Target {
             .or(secret.dbname)
             .or_else(|| env.get("PGDATABASE").map(str::to_owned))
             .unwrap_or_else(|| user.clone());
-        let password =
-            secret.password.or_else(|| env.get("PGPASSWORD").map(|p| SecretString::new(p.to_owned()))).or_else(|| {
-                let file = env
-                    .get("PGPASSFILE")
-                    .map(PathBuf::from)
-                    .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")))?;
-                crate::libpq::pgpass::lookup(&file, &host, port, &dbname, &user)
-            });
+        let explicit = secret.password.or_else(|| env.get("PGPASSWORD").map(|p| SecretString::new(p.to_owned())));
+        let passwords: Vec<Option<SecretString>> = if let Some(password) = &explicit {
+            endpoints.iter().map(|_| Some(password.clone())).collect()
+        } else {
+            let file = env
+                .get("PGPASSFILE")
+                .map(PathBuf::from)
+                .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")));
+            endpoints
+                .iter()
+                .map(|e| file.as_deref().and_then(|f| crate::libpq::pgpass::lookup(f, &e.host, e.port, &dbname, &user)))
+                .collect()
+        };
+        let password = explicit.or_else(|| match passwords.as_slice() {
+            [only] => only.clone(),
+            _ => None,
+        });
         let bad = |what: &str, problem: &str| Error::msg(Exit::DataErr, format!("the {what} from {source} {problem}"));
         for (what, value) in [("host", host.as_str()), ("user name", user.as_str()), ("database name", dbname.as_str())]
         {
@@ -98,7 +105,7 @@ impl Target {
                 return Err(bad(what, "holds a NUL byte, which no environment variable can carry"));
             }
         }
-        if let Some(password) = &password {
+        for password in passwords.iter().flatten() {
             if password.expose().contains('\0') {
                 return Err(bad("password", "holds a NUL byte, which no environment variable can carry"));
             }
@@ -111,7 +118,19 @@ impl Target {
                 ));
             }
         }
-        Ok(Self { host, hostaddr: plan.libpq.hostaddr, port, user, dbname, password, source })
+        Ok(Self { endpoints, user, dbname, password, passwords, source })
+    }
+
+    /// The first server of the list (the only one, usually).
+    #[must_use]
+    pub fn first(&self) -> &Endpoint {
+        &self.endpoints[0]
+    }
+
+    /// The password libpq would send to the `i`th endpoint.
+    #[must_use]
+    pub fn password_for(&self, i: usize) -> Option<&SecretString> {
+        self.passwords.get(i).and_then(Option::as_ref)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `launcher check` as a user points it at an existing set-up: libpq's own environment only,
 //! the report (human and JSON), expiry warnings, channel binding, `.pgpass`, and `--wait`.
 
+pub mod hosts;
 mod newer_libpq;
 mod wire;
 
@@ -274,9 +275,12 @@ fn target_session_attrs_are_judged_as_libpq_judges_them() {
         assert!(libpq(attrs).0, "libpq with {attrs}");
         ours(attrs).assert_ok();
     }
-    let run = ours("primary");
-    run.assert_ok();
-    assert!(run.stderr.contains("PGTARGETSESSIONATTRS primary/standby is not checked"), "{run}");
+    // A primary whose sessions are read-only is still a primary (in_hot_standby is off).
+    assert!(libpq("primary").0);
+    ours("primary").assert_ok();
+    let (ok, said) = libpq("standby");
+    assert!(!ok && said.contains("server is not in hot standby mode"), "{said}");
+    ours("standby").assert_fails(69, "server is not in hot standby mode");
     ours("sometimes").assert_fails(78, "PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"sometimes\"");
 }
 

@@ -1,6 +1,9 @@
-//! High availability on the store's side (issue 16): a store that throttles a fleet restarting
-//! at once is waited for as long as it asks, with jitter, and no longer than `--wait` allows.
+//! High availability (issue 16). On the store's side: a store that throttles a fleet
+//! restarting at once is waited for as long as it asks, with jitter, and no longer than `--wait`
+//! allows. On the database's: a primary and its streaming standby behind one host list, through
+//! a failover.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::{self, Bao, Run, bao::ROOT_TOKEN, canary, launcher, services, unique};
@@ -91,4 +94,67 @@ fn a_store_asking_for_longer_than_wait_has_left_is_not_waited_for() {
         .assert_fails(75, "is rate-limiting requests (HTTP 429, asked to retry after ")
         .assert_no_leak(&password);
     assert!(started.elapsed() < Duration::from_secs(4), "waited in vain: {run}");
+}
+
+#[test]
+fn a_launch_under_wait_follows_a_failover_to_the_promoted_standby() {
+    let home = support::home(&unique("failover-home"));
+    let role = unique("failover");
+    let password = canary();
+    let (mut primary, standby) = crate::check::hosts::primary_and_standby(&role, &password);
+    let ports = format!("{},{}", primary.port, standby.port);
+    let launch = |wait: &str| {
+        let mut cmd = crate::check::launcher_as(&home, 0, &role, &password);
+        cmd.env("PGHOST", "localhost,localhost")
+            .env("PGPORT", &ports)
+            .env("PGTARGETSESSIONATTRS", "read-write")
+            .args(["--wait", wait, "--", &support::pg::psql().display().to_string()])
+            .args(["-XAtc", "select inet_server_port(), pg_is_in_recovery()"]);
+        cmd
+    };
+    // Before: the check and the app reach the primary, past nothing.
+    let run = Run::of(&mut launch("5s"));
+    assert_eq!(run.assert_ok().assert_no_leak(&password).stdout.trim(), format!("{}|f", primary.port), "{run}");
+    // The primary is gone and the standby not yet promoted: read-only, so passed over, and
+    // --wait rides it out until the promotion.
+    primary.stop();
+    let started = Instant::now();
+    let child = launch("30s").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    standby.promote();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), format!("{}|f", standby.port), "the app reached the new primary: {stderr}");
+    assert!(stderr.contains("session is read-only"), "the standby was passed over before: {stderr}");
+    assert!(stderr.contains("retrying in "), "it waited: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(25), "{stderr}");
+    assert!(stderr.contains(&format!("passed over localhost:{}", primary.port)), "{stderr}");
+}
+
+#[test]
+fn a_launch_during_a_failover_that_does_not_end_gives_up_with_75_when_wait_runs_out() {
+    let home = support::home(&unique("failover-home"));
+    let role = unique("failover");
+    let password = canary();
+    let (mut primary, standby) = crate::check::hosts::primary_and_standby(&role, &password);
+    let ports = format!("{},{}", primary.port, standby.port);
+    primary.stop();
+    let mut cmd = crate::check::launcher_as(&home, 0, &role, &password);
+    cmd.env("PGHOST", "localhost,localhost")
+        .env("PGPORT", &ports)
+        .env("PGTARGETSESSIONATTRS", "read-write")
+        .args(["--wait", "2s", "--", "true"]);
+    let started = Instant::now();
+    let run = Run::of(&mut cmd);
+    run.assert_fails(75, "still unavailable after waiting 2s").assert_no_leak(&password);
+    assert!(run.stderr.contains("session is read-only"), "{run}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{run}");
+    // Without --wait, the same is a plain 69 at once.
+    let mut once = crate::check::launcher_as(&home, 0, &role, &password);
+    once.env("PGHOST", "localhost,localhost")
+        .env("PGPORT", &ports)
+        .env("PGTARGETSESSIONATTRS", "read-write")
+        .args(["--", "true"]);
+    Run::of(&mut once).assert_fails(69, "session is read-only");
 }

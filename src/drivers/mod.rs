@@ -58,6 +58,14 @@ impl Driver {
     pub fn takes_hostaddr(self) -> bool {
         matches!(self, Self::Libpq)
     }
+
+    /// Whether the driver walks a `PGHOST` list as libpq does (next server after a failed
+    /// connect, by `target_session_attrs`): node-postgres reads one host, and pgjdbc walks its
+    /// own URL's list by its own `targetServerType`.
+    #[must_use]
+    pub fn walks_host_lists(self) -> bool {
+        !matches!(self, Self::NodePostgres | Self::Pgjdbc)
+    }
 }
 
 /// Why a driver would refuse the server.

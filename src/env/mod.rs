@@ -100,9 +100,12 @@ impl ChildEnv {
         if let Some(old) = parent.get("PGSSLROOTCERT").filter(|p| Path::new(p) != root) {
             warnings.push(format!("overriding inherited PGSSLROOTCERT={old} with the fetched CA bundle"));
         }
+        // A host list goes back as libpq reads it; PGHOSTADDR, which the check honoured, stays
+        // inherited.
+        let (hosts, ports, _) = crate::libpq::hosts::render(&target.endpoints);
         let mut set: Vec<(&'static str, Value)> = vec![
-            ("PGHOST", Value::Plain(target.host.clone())),
-            ("PGPORT", Value::Plain(target.port.to_string())),
+            ("PGHOST", Value::Plain(hosts)),
+            ("PGPORT", Value::Plain(ports)),
             ("PGDATABASE", Value::Plain(target.dbname.clone())),
             ("PGUSER", Value::Plain(target.user.clone())),
         ];
@@ -125,7 +128,7 @@ impl ChildEnv {
         }
         if let Some(var) = &plan.database_url {
             let password = if passfile.is_some() { None } else { target.password.as_ref() };
-            named.push((var.clone(), Value::Secret(database_url(target, root, password))));
+            named.push((var.clone(), Value::Secret(database_url(target, root, password, &plan.libpq))));
         }
         // node-postgres ignores PGSSLROOTCERT: Node trusts its bundled roots and the file
         // NODE_EXTRA_CA_CERTS names (read once, at start-up), which must keep an inherited one's.
@@ -186,9 +189,16 @@ impl ChildEnv {
 
 /// `postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=…[&hostaddr=…]`,
 /// every part percent-encoded (all but RFC 3986's unreserved characters), so that libpq,
-/// tokio-postgres and URL parsers all read back the same values. Written straight into a
-/// zeroizing buffer: a `url::Url` would keep the password in a `String` nobody can wipe.
-fn database_url(target: &Target, root: &Path, password: Option<&SecretString>) -> SecretString {
+/// tokio-postgres and URL parsers all read back the same values. A host list is libpq's
+/// `host1:port1,host2:port2`, with the `target_session_attrs` and `load_balance_hosts` the
+/// check walked it by (URL parameters win over the variables for libpq). Written straight into
+/// a zeroizing buffer: a `url::Url` would keep the password in a `String` nobody can wipe.
+fn database_url(
+    target: &Target,
+    root: &Path,
+    password: Option<&SecretString>,
+    libpq: &crate::libpq::Libpq,
+) -> SecretString {
     let mut url = String::from("postgresql://");
     encode_into(&mut url, &target.user);
     if let Some(pw) = password {
@@ -196,20 +206,32 @@ fn database_url(target: &Target, root: &Path, password: Option<&SecretString>) -
         encode_into(&mut url, pw.expose());
     }
     url.push('@');
-    if target.host.parse::<std::net::Ipv6Addr>().is_ok() {
-        url.push('[');
-        url.push_str(&target.host);
-        url.push(']');
-    } else {
-        encode_into(&mut url, &target.host);
+    for (i, endpoint) in target.endpoints.iter().enumerate() {
+        if i > 0 {
+            url.push(',');
+        }
+        if endpoint.host.parse::<std::net::Ipv6Addr>().is_ok() {
+            url.push('[');
+            url.push_str(&endpoint.host);
+            url.push(']');
+        } else {
+            encode_into(&mut url, &endpoint.host);
+        }
+        let _ = write!(url, ":{}", endpoint.port);
     }
-    let _ = write!(url, ":{}/", target.port);
+    url.push('/');
     encode_into(&mut url, &target.dbname);
     url.push_str("?sslmode=verify-full&sslrootcert=");
     encode_into(&mut url, &root.display().to_string());
-    if let Some(addr) = target.hostaddr {
+    if let (_, _, Some(addrs)) = crate::libpq::hosts::render(&target.endpoints) {
         url.push_str("&hostaddr=");
-        encode_into(&mut url, &addr.to_string());
+        encode_into(&mut url, &addrs);
+    }
+    if libpq.session != crate::libpq::SessionAttrs::Any {
+        let _ = write!(url, "&target_session_attrs={}", libpq.session.name());
+    }
+    if libpq.load_balance {
+        url.push_str("&load_balance_hosts=random");
     }
     SecretString::new(url)
 }
@@ -218,13 +240,15 @@ fn database_url(target: &Target, root: &Path, password: Option<&SecretString>) -
 /// (pgjdbc's exceptions repeat the URL), the database and the file percent-encoded (pgjdbc
 /// URL-decodes both).
 fn jdbc_url(target: &Target, root: &Path, client: Option<&crate::check::ClientFiles>) -> String {
+    // One host: a host list is refused with pgjdbc (target::Target::resolve).
+    let endpoint = target.first();
     let mut url = String::from("jdbc:postgresql://");
-    if target.host.parse::<std::net::Ipv6Addr>().is_ok() {
-        let _ = write!(url, "[{}]", target.host);
+    if endpoint.host.parse::<std::net::Ipv6Addr>().is_ok() {
+        let _ = write!(url, "[{}]", endpoint.host);
     } else {
-        url.push_str(&target.host);
+        url.push_str(&endpoint.host);
     }
-    let _ = write!(url, ":{}/", target.port);
+    let _ = write!(url, ":{}/", endpoint.port);
     encode_into(&mut url, &target.dbname);
     url.push_str("?sslmode=verify-full&sslrootcert=");
     encode_into(&mut url, &root.display().to_string());
@@ -293,6 +317,7 @@ mod tests {
     use super::*;
     use crate::cli::EnvFormat;
     use crate::error::Exit;
+    use crate::libpq::hosts::Endpoint;
     use crate::plan::ParentEnv;
 
     fn plan(parent: ParentEnv) -> Plan {
@@ -350,13 +375,13 @@ mod tests {
     }
 
     fn target() -> Target {
+        let password = Some(SecretString::new("p'w$\"x".into()));
         Target {
-            host: "db.test".into(),
-            hostaddr: None,
-            port: 5433,
+            endpoints: vec![Endpoint { host: "db.test".into(), hostaddr: None, port: 5433 }],
             user: "app".into(),
             dbname: "prod".into(),
-            password: Some(SecretString::new("p'w$\"x".into())),
+            passwords: vec![password.clone()],
+            password,
             source: "vault:secret/db".into(),
         }
     }
@@ -409,7 +434,8 @@ mod tests {
         let mut t = target();
         t.password = Some(SecretString::new("p@ss:w/rd?#%+ é".into()));
         t.user = "app user".into();
-        let url = database_url(&t, Path::new("/run/a b/root.crt"), t.password.as_ref());
+        let libpq = plan(ParentEnv::default()).libpq;
+        let url = database_url(&t, Path::new("/run/a b/root.crt"), t.password.as_ref(), &libpq);
         let parsed = url::Url::parse(url.expose()).unwrap();
         let decode = |s: &str| {
             let bytes: Vec<u8> = s.as_bytes().to_vec();

@@ -7,6 +7,7 @@
 //! concern; docs/security.md lists them all.
 
 pub mod client;
+pub mod hosts;
 pub mod pgpass;
 mod require_auth;
 
@@ -86,19 +87,51 @@ pub enum ChannelBindingMode {
     Require,
 }
 
-/// libpq's `target_session_attrs`, for the one host the launcher allows.
+/// libpq's `target_session_attrs`: which server of the host list a session may stay on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionAttrs {
-    /// `any`, and `prefer-standby` (which, with one host, settles for any session).
+    /// `any`: the first server that accepts the connection.
     #[default]
     Any,
     /// `read-write`: the session must not be read-only.
     ReadWrite,
     /// `read-only`: the session must be read-only.
     ReadOnly,
-    /// `primary` or `standby`: judged from the server's `in_hot_standby`, which the check
-    /// cannot read; the app's libpq still enforces it.
-    Unchecked,
+    /// `primary`: the server must not be in hot standby.
+    Primary,
+    /// `standby`: the server must be in hot standby.
+    Standby,
+    /// `prefer-standby`: a standby if the list has one that accepts, else any server (libpq
+    /// walks the list twice).
+    PreferStandby,
+}
+
+impl SessionAttrs {
+    /// libpq's name for it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::ReadWrite => "read-write",
+            Self::ReadOnly => "read-only",
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+            Self::PreferStandby => "prefer-standby",
+        }
+    }
+
+    /// Why a server whose session is `read_only` and which is `in_hot_standby` does not fit,
+    /// in libpq's words (fe-connect.c); `None` when it does.
+    #[must_use]
+    pub const fn refusal(self, read_only: bool, in_hot_standby: bool) -> Option<&'static str> {
+        match self {
+            Self::ReadWrite if read_only => Some("session is read-only"),
+            Self::ReadOnly if !read_only => Some("session is not read-only"),
+            Self::Primary if in_hot_standby => Some("server is in hot standby mode"),
+            Self::Standby | Self::PreferStandby if !in_hot_standby => Some("server is not in hot standby mode"),
+            Self::Any | Self::ReadWrite | Self::ReadOnly | Self::Primary | Self::Standby | Self::PreferStandby => None,
+        }
+    }
 }
 
 /// What the app's libpq will take from its environment, resolved once, before anything is
@@ -109,8 +142,11 @@ pub struct Libpq {
     pub tls: TlsRange,
     /// `PGCHANNELBINDING`.
     pub channel_binding: ChannelBindingMode,
-    /// `PGTARGETSESSIONATTRS`, as far as the check can judge it.
+    /// `PGTARGETSESSIONATTRS`.
     pub session: SessionAttrs,
+    /// `PGLOADBALANCEHOSTS=random` (libpq 16): the app's libpq tries the host list in a random
+    /// order, so the check connects to every server of it.
+    pub load_balance: bool,
     /// The server settings libpq sends at start-up, as one `options` string for the check: the
     /// `PGOPTIONS` given, then `PGDATESTYLE`, `PGTZ`, `PGGEQO` and `PGCLIENTENCODING` (a bad
     /// value is FATAL for libpq's connection, and so for the check's).
@@ -132,8 +168,9 @@ pub struct Libpq {
     pub crl: CrlPlan,
     /// The client certificate files libpq would present on its own.
     pub client: ClientPlan,
-    /// `PGHOSTADDR`: where to connect, while the name checked stays the host's.
-    pub hostaddr: Option<IpAddr>,
+    /// `PGHOSTADDR`'s entries: where to connect, while the name checked stays the host's
+    /// (empty when unset; an empty entry leaves its host to be resolved).
+    pub hostaddrs: Vec<Option<IpAddr>>,
     /// The connection time limit: `--connect-timeout`, else `PGCONNECT_TIMEOUT`.
     pub connect_timeout: Duration,
 }
@@ -188,14 +225,26 @@ impl Libpq {
             }
         };
         let session = match env.raw("PGTARGETSESSIONATTRS") {
-            None | Some("any" | "prefer-standby") => SessionAttrs::Any,
+            None | Some("any") => SessionAttrs::Any,
             Some("read-write") => SessionAttrs::ReadWrite,
             Some("read-only") => SessionAttrs::ReadOnly,
-            Some("primary" | "standby") => SessionAttrs::Unchecked,
+            Some("primary") => SessionAttrs::Primary,
+            Some("standby") => SessionAttrs::Standby,
+            Some("prefer-standby") => SessionAttrs::PreferStandby,
             Some(other) => {
                 return Err(Error::msg(
                     Exit::Config,
                     format!("PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"{other}\""),
+                ));
+            }
+        };
+        let load_balance = match env.raw("PGLOADBALANCEHOSTS") {
+            None | Some("disable") => false,
+            Some("random") => true,
+            Some(other) => {
+                return Err(Error::msg(
+                    Exit::Config,
+                    format!("PGLOADBALANCEHOSTS: invalid load_balance_hosts value: \"{other}\""),
                 ));
             }
         };
@@ -232,12 +281,7 @@ impl Libpq {
             cert: file_or("PGSSLCERT", ".postgresql/postgresql.crt"),
             key: file_or("PGSSLKEY", ".postgresql/postgresql.key"),
         };
-        let hostaddr = match env.get("PGHOSTADDR") {
-            None => None,
-            Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
-                Error::msg(Exit::Config, format!("PGHOSTADDR: \"{text}\" is not a numeric IP address"))
-            })?),
-        };
+        let hostaddrs = env.get("PGHOSTADDR").map(hosts::parse_hostaddrs).transpose()?.unwrap_or_default();
         // libpq: zero or negative means "wait forever"; a check must end, so those fall back to
         // the default, and libpq's 2-second minimum applies. Anything but an integer (an empty
         // value too) is an error there, and so here, even with --connect-timeout: the app
@@ -260,6 +304,7 @@ impl Libpq {
             tls: TlsRange::from_env(env)?,
             channel_binding,
             session,
+            load_balance,
             options: server_options(env),
             sni,
             direct_tls,
@@ -268,7 +313,7 @@ impl Libpq {
             root: file_or("PGSSLROOTCERT", ".postgresql/root.crt"),
             crl,
             client,
-            hostaddr,
+            hostaddrs,
             connect_timeout: Duration::from_secs(connect_timeout.or(env_timeout).unwrap_or(10)),
         })
     }
@@ -315,8 +360,11 @@ mod tests {
         assert_eq!(p.session, SessionAttrs::ReadWrite);
         assert_eq!(p.options.as_deref(), Some("-c x=1"));
         let p = libpq(&[("PGTARGETSESSIONATTRS", "prefer-standby"), ("PGOPTIONS", "")]).unwrap();
-        assert_eq!((p.channel_binding, p.session, p.options), (ChannelBindingMode::Prefer, SessionAttrs::Any, None));
-        assert_eq!(libpq(&[("PGTARGETSESSIONATTRS", "standby")]).unwrap().session, SessionAttrs::Unchecked);
+        assert_eq!(
+            (p.channel_binding, p.session, p.options),
+            (ChannelBindingMode::Prefer, SessionAttrs::PreferStandby, None)
+        );
+        assert_eq!(libpq(&[("PGTARGETSESSIONATTRS", "standby")]).unwrap().session, SessionAttrs::Standby);
         let e = libpq(&[("PGCHANNELBINDING", "maybe")]).unwrap_err();
         assert_eq!(e.exit(), Exit::Config);
         assert!(e.to_string().contains("invalid channel_binding value: \"maybe\""), "{e}");

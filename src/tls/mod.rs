@@ -14,7 +14,7 @@ pub mod info;
 pub mod peer;
 pub mod stream;
 
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 pub use chain::{Chain, ChainError, Context, Loading, Pending};
@@ -69,23 +69,38 @@ pub struct Sasl {
 /// handshake starts, after the SSLRequest round trip.
 #[derive(Debug)]
 pub struct Session {
-    loading: Mutex<Option<Loading>>,
-    chain: OnceLock<Result<Chain, ChainError>>,
+    trust: Arc<Trust>,
     host: String,
     seen: Mutex<Seen>,
+}
+
+/// The trust store, loaded once and shared by every attempt of a host list.
+#[derive(Debug)]
+struct Trust {
+    loading: Mutex<Option<Loading>>,
+    chain: OnceLock<Result<Chain, ChainError>>,
 }
 
 impl Session {
     /// A session for `host` trusting what `chain` will trust once loaded.
     #[must_use]
     pub fn new(chain: Loading, host: String) -> Self {
-        Self { loading: Mutex::new(Some(chain)), chain: OnceLock::new(), host, seen: Mutex::new(Seen::default()) }
+        let trust = Arc::new(Trust { loading: Mutex::new(Some(chain)), chain: OnceLock::new() });
+        Self { trust, host, seen: Mutex::new(Seen::default()) }
+    }
+
+    /// A fresh session for another host of the list, with the same trust store.
+    #[must_use]
+    pub fn for_host(&self, host: &str) -> Self {
+        Self { trust: self.trust.clone(), host: host.to_owned(), seen: Mutex::new(Seen::default()) }
     }
 
     fn chain(&self) -> Result<&Chain, ChainError> {
-        self.chain
+        let trust = &*self.trust;
+        trust
+            .chain
             .get_or_init(|| {
-                let loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let loading = trust.loading.lock().unwrap_or_else(PoisonError::into_inner).take();
                 loading
                     .map_or_else(|| Err(ChainError::Internal("the trust store was not loaded".into())), Loading::wait)
             })
@@ -96,7 +111,7 @@ impl Session {
     /// Whether the trust store has a CRL (and so revocation was checked); false before the
     /// handshake started.
     pub fn crl_checked(&self) -> bool {
-        self.chain.get().is_some_and(|c| c.as_ref().is_ok_and(Chain::crl_checked))
+        self.trust.chain.get().is_some_and(|c| c.as_ref().is_ok_and(Chain::crl_checked))
     }
 
     /// What the last handshake presented, and the refusal if there was one.

@@ -64,6 +64,12 @@ impl MakeConnect {
     ) -> Self {
         Self { session, client: client.map(Arc::new), range, sni, require_auth: require_auth.map(Arc::new) }
     }
+
+    /// The same settings, recorded in `session` (the next host of a list).
+    #[must_use]
+    pub fn with_session(&self, session: Arc<Session>) -> Self {
+        Self { session, ..self.clone() }
+    }
 }
 
 impl<S> MakeTlsConnect<S> for MakeConnect

@@ -29,7 +29,9 @@ pub struct Pg {
     pub socket_dir: PathBuf,
     pub data: PathBuf,
     pub log: PathBuf,
-    _server: Child,
+    server: Child,
+    /// The binaries it runs.
+    bin: PathBuf,
 }
 
 /// `pg_config --bindir`.
@@ -195,7 +197,7 @@ impl Pg {
             cmd.env("OPENSSL_CONF", openssl_conf);
         }
         let server = as_server_user(&mut cmd).spawn().expect("start postgres");
-        let pg = Self { port, socket_dir, data, log, _server: server };
+        let pg = Self { port, socket_dir, data, log, server, bin: bin.to_path_buf() };
         pg.wait_ready();
         pg
     }
@@ -214,6 +216,65 @@ impl Pg {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A streaming standby of this server (`pg_basebackup -R` over the Unix socket, which needs
+    /// `local replication all trust` in this server's pg_hba.conf), hot, serving `cert`/`key`
+    /// on its own port: what a primary's failover promotes.
+    pub fn standby(&self, dir: &Path, cert: &Path, key: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        give(dir);
+        let data = dir.join("data");
+        run_ok(
+            as_server_user(&mut Command::new(self.bin.join("pg_basebackup")))
+                .args(["-R", "-X", "stream", "-U", "postgres", "-D"])
+                .arg(&data)
+                .arg("-h")
+                .arg(&self.socket_dir)
+                .arg("-p")
+                .arg(self.port.to_string()),
+        );
+        let socket_dir = dir.join("sock");
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        give(&socket_dir);
+        let (server_cert, server_key) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::copy(cert, &server_cert).unwrap();
+        std::fs::copy(key, &server_key).unwrap();
+        std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        give(&server_cert);
+        give(&server_key);
+        // The primary's settings came with the copy; the last line of a setting wins.
+        let port = free_port_pair();
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        let _ = write!(
+            conf,
+            "port = {port}\nunix_socket_directories = '{}'\nssl_cert_file = '{}'\nssl_key_file = '{}'\nhot_standby = on\n",
+            socket_dir.display(),
+            server_cert.display(),
+            server_key.display()
+        );
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        let log = dir.join("server.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        give(&log);
+        let mut cmd = with_pdeathsig("QUIT", self.bin.join("postgres"));
+        cmd.arg("-D").arg(&data).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        let server = as_server_user(&mut cmd).spawn().expect("start the standby");
+        let standby = Self { port, socket_dir, data, log, server, bin: self.bin.clone() };
+        standby.wait_ready();
+        standby
+    }
+
+    /// Stops the server (a fast shutdown) and waits for it to exit.
+    pub fn stop(&mut self) {
+        run_ok(Command::new("kill").args(["-INT", &self.server.id().to_string()]));
+        let _ = self.server.wait();
+    }
+
+    /// Promotes a standby to primary, waiting until it accepts writes.
+    pub fn promote(&self) {
+        assert_eq!(self.sql("select pg_promote(true, 30)").trim(), "t", "promotion");
     }
 
     /// PgBouncer in front of this server, on its own port: TLS with `cert`/`key` to clients,

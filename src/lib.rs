@@ -122,7 +122,13 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
         // A typo in the command costs no login, no lease and no database user.
         exec::resolve(program, &plan.env)?;
     }
-    let (ready, sources) = wait::with_wait(&plan, &signals, || attempt(&plan, &mode, &signals)).await?;
+    let attempts = sources::Attempts::default();
+    let attempted = wait::with_wait(&plan, &signals, || attempt(&plan, &mode, &signals, &attempts)).await;
+    // A last try for what failed attempts could not revoke, bounded: the store may still be
+    // down, and the app (or the error) should not wait on it long.
+    let settle = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(settle * 2, attempts.settle_by(std::time::Instant::now() + settle)).await;
+    let (ready, sources) = attempted?;
     let child = ready.child;
     match (mode, ready.checked) {
         (Mode::Env { format, reveal }, _) => {
@@ -159,10 +165,16 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 /// One attempt: fetch, write the files, build the app's environment and (unless `env`) check
 /// the connection once. On failure, or once `check` is done, what the stores issued is revoked.
 /// A signal lets store requests in flight finish, stops the check, and revokes.
-async fn attempt(plan: &Plan, mode: &Mode, signals: &Signals) -> Result<(Ready, Sources), Error> {
+async fn attempt(
+    plan: &Plan,
+    mode: &Mode,
+    signals: &Signals,
+    attempts: &sources::Attempts,
+) -> Result<(Ready, Sources), Error> {
+    attempts.settle(false).await;
     let openssl = mode.checks().then(tls::Context::in_background);
     let started = std::time::Instant::now();
-    let sources = match signals.let_finish(Box::pin(Sources::new(plan))).await {
+    let sources = match signals.let_finish(Box::pin(Sources::new(plan, attempts))).await {
         Ok(sources) => sources?,
         Err((caught, logged_in)) => {
             if let Some(Ok(sources)) = logged_in {
@@ -189,16 +201,23 @@ async fn attempt(plan: &Plan, mode: &Mode, signals: &Signals) -> Result<(Ready, 
         }
         Err(e) => Err(e),
     };
-    match &ready {
-        Err(e) if e.exit().verdict() == "interrupted" => {
-            let caught = signals.pending().expect("a signal ended the attempt");
-            signals::bounded(caught, sources.abandon(caught.name())).await;
+    match ready {
+        Err(e) => {
+            if e.exit().verdict() == "interrupted" {
+                let caught = signals.pending().expect("a signal ended the attempt");
+                signals::bounded(caught, sources.abandon(caught.name())).await;
+            } else if !sources.abandon("the launch failed").await {
+                attempts.owe(sources);
+            }
+            Err(e)
         }
-        Err(_) => sources.abandon("the launch failed").await,
-        Ok(_) if !mode.keeps_credentials() => sources.abandon("the check is done").await,
-        Ok(_) => {}
+        Ok(ready) => {
+            if !mode.keeps_credentials() {
+                sources.abandon("the check is done").await;
+            }
+            Ok((ready, sources))
+        }
     }
-    ready.map(|ready| (ready, sources))
 }
 
 /// The stages after the fetch: the files, the app's environment, and (with `openssl`, started

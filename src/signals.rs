@@ -132,7 +132,7 @@ impl Signals {
 }
 
 /// Runs `cleanup` within what is left of `caught`'s grace, and says so when it runs out.
-pub async fn bounded(caught: Caught, cleanup: impl Future<Output = ()>) {
+pub async fn bounded<T>(caught: Caught, cleanup: impl Future<Output = T>) {
     if tokio::time::timeout(caught.left(), cleanup).await.is_err() {
         crate::log::warn(format!(
             "{}: gave up revoking after {}s; what this launch was issued stays valid until it expires",

@@ -91,11 +91,11 @@ impl std::fmt::Debug for Sources {
 impl Sources {
     /// Builds the clients the plan's references need (logging in to Vault when a login method
     /// is configured). Each source is built here, under its feature, and nowhere else.
-    pub async fn new(plan: &Plan) -> Result<Self, Error> {
+    pub async fn new(plan: &Plan, attempts: &Attempts) -> Result<Self, Error> {
         let mut sources = Self { providers: Vec::new(), issuer: None, explain: None };
         #[cfg(feature = "vault")]
         if let Some(v) = &plan.vault {
-            let vault = Arc::new(vault(plan, v).await?);
+            let vault = Arc::new(vault(plan, v, &attempts.vault_index).await?);
             sources.providers.push(vault.clone());
             sources.issuer = Some(vault);
             let v = v.clone();
@@ -175,14 +175,71 @@ impl Sources {
 
     /// Called when a launch fails, is stopped, or a check is done (`why`, for the log): each
     /// source revokes what this launch was issued (with `--wait`, every failed attempt would
-    /// otherwise leave a database user behind).
-    pub async fn abandon(&self, why: &str) {
+    /// otherwise leave a database user behind). False when something could not be revoked
+    /// (the store unreachable in a failover): a later call tries again.
+    pub async fn abandon(&self, why: &str) -> bool {
+        self.revoke(why, true).await
+    }
+
+    /// [`Sources::abandon`], saying what failed only when `warn`.
+    async fn revoke(&self, why: &str, warn: bool) -> bool {
+        let mut settled = true;
         for provider in &self.providers {
             let done = provider.abandon().await;
             if !done.revoked.is_empty() {
                 crate::log::info(format!("{why}: revoked {}", done.revoked.join(", and ")));
             }
-            done.failed.iter().for_each(crate::log::warn);
+            if warn {
+                done.failed.iter().for_each(crate::log::warn);
+            }
+            settled &= done.failed.is_empty();
+        }
+        settled
+    }
+}
+
+/// What the attempts of one launch share. What failed attempts could not revoke (the store
+/// was unreachable: a failover, a restart), kept to be revoked once it answers again: at each
+/// later attempt, and once more when the launch is done, so that a launch that rides out a
+/// failover leaves no token or lease of its failed attempts behind. And Vault's storage index
+/// of the launch's last write, with which each attempt (and each revocation) reads what the
+/// earlier ones wrote, whichever node answers.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    owed: std::sync::Mutex<Vec<Sources>>,
+    #[cfg(feature = "vault")]
+    vault_index: launcher_vault::Consistency,
+}
+
+impl Attempts {
+    /// Keeps `sources` to be revoked later.
+    pub fn owe(&self, sources: Sources) {
+        self.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sources);
+    }
+
+    /// Tries again until everything owed is revoked or `deadline` passes, then says what is
+    /// left for good. A store that has just elected a new leader may refuse a token it will
+    /// know a moment later (403, while it restores its leases): worth a few tries.
+    pub async fn settle_by(&self, deadline: std::time::Instant) {
+        let pause = std::time::Duration::from_millis(500);
+        loop {
+            let last = std::time::Instant::now() + pause >= deadline;
+            self.settle(last).await;
+            if last || self.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Tries to revoke everything owed again, keeping what still fails (said once already,
+    /// when it first failed); with `last`, says what is left for good.
+    pub async fn settle(&self, last: bool) {
+        let owed = std::mem::take(&mut *self.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for sources in owed {
+            if !sources.revoke("an earlier attempt", last).await {
+                self.owe(sources);
+            }
         }
     }
 }
@@ -197,7 +254,11 @@ fn store_name(scheme: Scheme) -> &'static str {
 
 /// The Vault client, with the token from the environment or a login.
 #[cfg(feature = "vault")]
-async fn vault(plan: &Plan, v: &crate::plan::VaultPlan) -> Result<launcher_vault::VaultSource, Error> {
+async fn vault(
+    plan: &Plan,
+    v: &crate::plan::VaultPlan,
+    index: &launcher_vault::Consistency,
+) -> Result<launcher_vault::VaultSource, Error> {
     let token = if v.auth == launcher_vault::Auth::Token {
         let home = plan.env.get("HOME").map(std::path::PathBuf::from);
         let (token, origin) = launcher_vault::resolve_token(
@@ -218,6 +279,7 @@ async fn vault(plan: &Plan, v: &crate::plan::VaultPlan) -> Result<launcher_vault
         namespace: v.namespace.clone(),
         timeout: std::time::Duration::from_secs(15),
         auth: v.auth.clone(),
+        index: index.clone(),
     };
     let mut source = launcher_vault::VaultSource::new(&config)?;
     let login = source.login(&v.auth).await.map_err(|e| explain_vault(e, v))?;

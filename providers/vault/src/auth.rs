@@ -96,6 +96,7 @@ pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, 
 /// Logs in with `auth`, setting the client's token. Returns `None` for token auth.
 pub(crate) async fn login(
     client: &mut VaultClient,
+    index: &crate::raw::Index,
     auth: &Auth,
     address: &str,
     map: impl Fn(crate::raw::Failure, &str) -> SourceError,
@@ -114,7 +115,7 @@ pub(crate) async fn login(
                 .secret_id(secret_id.expose())
                 .build()
                 .map_err(|e| denied("AppRole", e.to_string()))?;
-            crate::raw::login(client, request).await.map_err(|e| map(e, "AppRole"))?
+            crate::raw::login(client, index, request).await.map_err(|e| map(e, "AppRole"))?
         }
         Auth::Jwt { mount, role, jwt_file } => {
             let jwt = read_secret_file(jwt_file, "Vault JWT")?;
@@ -124,7 +125,7 @@ pub(crate) async fn login(
                 .role(role.clone())
                 .build()
                 .map_err(|e| denied("JWT", e.to_string()))?;
-            crate::raw::login(client, request).await.map_err(|e| map(e, "JWT"))?
+            crate::raw::login(client, index, request).await.map_err(|e| map(e, "JWT"))?
         }
         Auth::Kubernetes { mount, role, jwt_file } => {
             let jwt = read_secret_file(jwt_file, "Kubernetes service-account token")?;
@@ -134,7 +135,7 @@ pub(crate) async fn login(
                 .jwt(jwt.expose())
                 .build()
                 .map_err(|e| denied("Kubernetes", e.to_string()))?;
-            crate::raw::login(client, request).await.map_err(|e| map(e, "Kubernetes"))?
+            crate::raw::login(client, index, request).await.map_err(|e| map(e, "Kubernetes"))?
         }
     };
     let token = SecretString::new(info.client_token);

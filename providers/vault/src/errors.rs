@@ -41,11 +41,16 @@ pub(crate) fn map_error(
             ClientError::APIError { code: 404, .. }
             | ClientError::ResponseDataEmptyError
             | ClientError::ResponseEmptyError => SourceError::NotFound { reference: reference_text },
-            ClientError::APIError { code, errors } if code >= 500 => SourceError::Unreachable {
-                reference: reference_text,
-                store: format!("Vault at {address}"),
-                source: format!("HTTP {code}: {}", one_line(&errors)).into(),
-            },
+            // KV v2 upgrades its storage in the background when mounted and again on a node
+            // that has just become active (after a failover): until done, it answers 400 to
+            // every request. Unavailable for a moment, not misconfigured: --wait rides it out.
+            ClientError::APIError { code, errors } if code >= 500 || (code == 400 && kv_upgrading(&errors)) => {
+                SourceError::Unreachable {
+                    reference: reference_text,
+                    store: format!("Vault at {address}"),
+                    source: format!("HTTP {code}: {}", one_line(&errors)).into(),
+                }
+            }
             ClientError::APIError { code, errors } => SourceError::Config {
                 reference: reference_text,
                 problem: format!("Vault answered HTTP {code}: {}", one_line(&errors)),
@@ -85,6 +90,13 @@ pub(crate) fn map_error(
             },
         }
     }
+}
+
+/// Whether Vault's errors say a KV v2 mount is upgrading ("Upgrading from non-versioned to
+/// versioned data", or "Waiting for the primary to upgrade from non-versioned to versioned
+/// data" on a standby or a new active node).
+fn kv_upgrading(errors: &[String]) -> bool {
+    errors.iter().any(|e| e.contains("non-versioned to versioned data"))
 }
 
 /// rustls' reason, when the transport failed because the server's certificate was refused.
@@ -132,3 +144,26 @@ impl std::fmt::Display for TransportError {
 }
 
 impl std::error::Error for TransportError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kv_mount_that_is_upgrading_is_unavailable_not_misconfigured() {
+        let reference = Reference::parse("vault:secret/db").unwrap();
+        let answer = |code: u16, text: &str| ClientError::APIError { code, errors: vec![text.to_owned()] };
+        let upgrading = [
+            "Waiting for the primary to upgrade from non-versioned to versioned data. This backend will be \
+             unavailable for a brief period and will resume service when the primary is finished.",
+            "Upgrading from non-versioned to versioned data. This backend will be unavailable for a brief period \
+             and will resume service shortly.",
+        ];
+        for text in upgrading {
+            let e = map_error("http://127.0.0.1:8200", None, answer(400, text), &reference);
+            assert!(matches!(e, SourceError::Unreachable { .. }), "{e}");
+        }
+        let e = map_error("http://127.0.0.1:8200", None, answer(400, "invalid request"), &reference);
+        assert!(matches!(e, SourceError::Config { .. }), "{e}");
+    }
+}

@@ -44,7 +44,15 @@ pub struct VaultConfig {
     pub timeout: Duration,
     /// How to authenticate; with a login method, `token` is unused.
     pub auth: Auth,
+    /// The storage index of the launch's last write, shared by its attempts: an earlier
+    /// attempt's token is revoked with the newest index, which covers its login.
+    pub index: Consistency,
 }
+
+/// What keeps a launch's requests consistent across a cluster's nodes (see `raw`): one per
+/// launch, shared by every attempt's client.
+#[derive(Debug, Clone, Default)]
+pub struct Consistency(std::sync::Arc<raw::Index>);
 
 impl std::fmt::Debug for VaultConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +63,7 @@ impl std::fmt::Debug for VaultConfig {
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("auth", &self.auth)
+            .field("index", &self.index)
             .finish()
     }
 }
@@ -71,6 +80,8 @@ pub struct VaultSource {
     revoked: std::sync::atomic::AtomicBool,
     /// The leases this launch was issued, for [`VaultSource::revoke_leases`].
     leases: std::sync::Mutex<Vec<String>>,
+    /// The storage index of the launch's last write, for read-after-write on a standby.
+    index: std::sync::Arc<raw::Index>,
 }
 
 impl std::fmt::Debug for VaultSource {
@@ -128,6 +139,7 @@ impl VaultSource {
             login: None,
             revoked: std::sync::atomic::AtomicBool::default(),
             leases: std::sync::Mutex::default(),
+            index: config.index.0.clone(),
         })
     }
 
@@ -164,7 +176,7 @@ impl VaultSource {
                 }
             }
         });
-        let login = auth::login(&mut self.client, auth, &address, map);
+        let login = auth::login(&mut self.client, &self.index, auth, &address, map);
         let (logged_in, ()) = tokio::join!(login, async {
             if let Some(warm) = warm {
                 warm.await;
@@ -180,7 +192,11 @@ impl VaultSource {
         if self.login.is_none() || self.revoked.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(false);
         }
-        vaultrs::token::revoke_self(&self.client).await.map_err(|e| {
+        // Through the watched client: on a standby that has not applied the login yet, the
+        // login's index has the request forwarded instead of refused (403).
+        raw::put(&self.client, &self.index, "auth/token/revoke-self".to_owned()).await.map_err(|e| {
+            // Not revoked: a later call (the next attempt under --wait) tries again.
+            self.revoked.store(false, std::sync::atomic::Ordering::SeqCst);
             let reference = launcher_core::Reference::parse("vault:auth/token/revoke-self").expect("static reference");
             self.map_error(e, &reference)
         })?;
@@ -195,18 +211,20 @@ impl VaultSource {
             return Ok(0);
         }
         let leases = std::mem::take(&mut *self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for id in &leases {
+        for (i, id) in leases.iter().enumerate() {
             let path = format!("sys/leases/revoke/{id}");
-            raw::put(&self.client, path).await.map_err(|e| {
+            if let Err(e) = raw::put(&self.client, &self.index, path).await {
+                // Those not revoked stay listed, for a later call to try again.
+                self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(&leases[i..]);
                 let reference = launcher_core::Reference::parse("vault:sys/leases/revoke").expect("static reference");
-                self.map_error(e, &reference)
-            })?;
+                return Err(self.map_error(e, &reference));
+            }
         }
         Ok(leases.len())
     }
 
     async fn mount_of(&self, path: &str, reference: &Reference) -> Result<Option<Mount>, SourceError> {
-        let data = match get(&self.client, format!("sys/internal/ui/mounts/{path}")).await {
+        let data = match get(&self.client, &self.index, format!("sys/internal/ui/mounts/{path}")).await {
             Ok(data) => data,
             // Not a mount the token may inspect, or no mount at all: read the path as it is,
             // as the Vault CLI falls back to a plain read.
@@ -284,7 +302,7 @@ impl SecretSource for VaultSource {
         let (mount, guessed) = match guess {
             Some((first, rest)) => {
                 let (mount, read) =
-                    tokio::join!(self.mount_of(path, reference), raw::kv2_read(&self.client, first, rest));
+                    tokio::join!(self.mount_of(path, reference), raw::kv2_read(&self.client, &self.index, first, rest));
                 let confirmed = matches!(&mount, Ok(Some(Mount { path: m, kv_version: Some(2) })) if m.trim_end_matches('/') == first);
                 (mount?, confirmed.then_some(read))
             }
@@ -300,7 +318,7 @@ impl SecretSource for VaultSource {
             }
             let read = match guessed {
                 Some(read) => read,
-                None => raw::kv2_read(&self.client, mount.trim_end_matches('/'), rest).await,
+                None => raw::kv2_read(&self.client, &self.index, mount.trim_end_matches('/'), rest).await,
             };
             let data = read.map_err(|e| match self.map_error(e, reference) {
                 // `vault kv get` takes the path without the API's `data/`; so do we.
@@ -320,12 +338,13 @@ impl SecretSource for VaultSource {
             let token_ttl = async {
                 match &self.login {
                     Some(login) => Ok(login.ttl),
-                    None => get(&self.client, "auth/token/lookup-self".to_owned())
+                    None => get(&self.client, &self.index, "auth/token/lookup-self".to_owned())
                         .await
                         .map(|token| token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0)),
                 }
             };
-            let (answer, token_ttl) = tokio::join!(raw::get_whole(&self.client, path.to_owned()), token_ttl);
+            let (answer, token_ttl) =
+                tokio::join!(raw::get_whole(&self.client, &self.index, path.to_owned()), token_ttl);
             let mut answer = answer.map_err(|e| self.map_error(e, reference))?;
             let lease = self.lease_of(&answer, token_ttl, reference)?;
             (answer.get_mut("data").map(serde_json::Value::take).unwrap_or_default(), lease)
@@ -350,8 +369,9 @@ impl VaultSource {
     /// The CA chain of a PKI mount (`vault-pki:MOUNT`), PEM.
     async fn pki_ca_chain(&self, reference: &Reference) -> Result<Document, SourceError> {
         let mount = reference.locator().trim_matches('/');
-        let data =
-            get(&self.client, format!("{mount}/cert/ca_chain")).await.map_err(|e| self.map_error(e, reference))?;
+        let data = get(&self.client, &self.index, format!("{mount}/cert/ca_chain"))
+            .await
+            .map_err(|e| self.map_error(e, reference))?;
         let pem = ["ca_chain", "certificate"]
             .iter()
             .find_map(|k| data.get(*k).and_then(serde_json::Value::as_str).filter(|p| !p.is_empty()))
@@ -418,6 +438,7 @@ mod tests {
         let c = VaultConfig {
             address: "http://127.0.0.1:8200".into(),
             token: SecretString::new("s.supersecret".into()),
+            index: Consistency::default(),
             ca_cert: None,
             namespace: None,
             timeout: Duration::from_secs(1),

@@ -12,7 +12,7 @@ pub fn database_engine() {
     DONE.get_or_init(|| {
         let s = services();
         s.bao.api("POST", "/v1/sys/mounts/database", Some(&serde_json::json!({"type": "database"})));
-        database_connection("pg", "vaultadmin", &serde_json::json!({"allowed_roles": "*"}));
+        database_connection(&s.bao, "pg", "vaultadmin", &serde_json::json!({"allowed_roles": "*"}));
         // A static role: an existing user whose password Vault rotates (it sets one at once).
         s.pg.create_role("static_app", &canary());
         s.bao.api(
@@ -32,10 +32,10 @@ pub fn database_engine() {
     });
 }
 
-/// A connection `name` of the `database/` engine to the test PostgreSQL, through a superuser
-/// `admin` made for it (verify-full: the plugin is pgx and the test certificate has SANs), with
-/// `settings` (allowed roles, a username template) added.
-pub fn database_connection(name: &str, admin: &str, settings: &serde_json::Value) {
+/// A connection `name` of `bao`'s `database/` engine to the test PostgreSQL, through a
+/// superuser `admin` made for it (verify-full: the plugin is pgx and the test certificate has
+/// SANs), with `settings` (allowed roles, a username template) added.
+pub fn database_connection(bao: &support::Bao, name: &str, admin: &str, settings: &serde_json::Value) {
     let s = services();
     let admin_password = canary();
     s.pg.create_role(admin, &admin_password);
@@ -50,7 +50,7 @@ pub fn database_connection(name: &str, admin: &str, settings: &serde_json::Value
     if let (Some(config), Some(extra)) = (config.as_object_mut(), settings.as_object()) {
         config.extend(extra.clone());
     }
-    s.bao.api("POST", &format!("/v1/database/config/{name}"), Some(&config));
+    bao.api("POST", &format!("/v1/database/config/{name}"), Some(&config));
 }
 
 fn dynamic(role: &str, token: &str) -> std::process::Command {

@@ -18,6 +18,7 @@ fn signal_engine() {
     DONE.get_or_init(|| {
         let s = services();
         crate::dynamic::database_connection(
+            &s.bao,
             "pgsig",
             "sigadmin",
             &serde_json::json!({"allowed_roles": "sig", "username_template": "sig-{{random 12}}"}),

@@ -96,6 +96,13 @@ fn a_store_asking_for_longer_than_wait_has_left_is_not_waited_for() {
     assert!(started.elapsed() < Duration::from_secs(4), "waited in vain: {run}");
 }
 
+/// The launcher as `role`, to the writable server of a primary and its standby on `ports`.
+fn to_the_writable_one(home: &std::path::Path, role: &str, password: &str, ports: &str) -> std::process::Command {
+    let mut cmd = crate::check::launcher_as(home, 0, role, password);
+    cmd.env("PGHOST", "localhost,localhost").env("PGPORT", ports).env("PGTARGETSESSIONATTRS", "read-write");
+    cmd
+}
+
 #[test]
 fn a_launch_under_wait_follows_a_failover_to_the_promoted_standby() {
     let home = support::home(&unique("failover-home"));
@@ -104,11 +111,8 @@ fn a_launch_under_wait_follows_a_failover_to_the_promoted_standby() {
     let (mut primary, standby) = crate::check::hosts::primary_and_standby(&role, &password);
     let ports = format!("{},{}", primary.port, standby.port);
     let launch = |wait: &str| {
-        let mut cmd = crate::check::launcher_as(&home, 0, &role, &password);
-        cmd.env("PGHOST", "localhost,localhost")
-            .env("PGPORT", &ports)
-            .env("PGTARGETSESSIONATTRS", "read-write")
-            .args(["--wait", wait, "--", &support::pg::psql().display().to_string()])
+        let mut cmd = to_the_writable_one(&home, &role, &password, &ports);
+        cmd.args(["--wait", wait, "--", &support::pg::psql().display().to_string()])
             .args(["-XAtc", "select inet_server_port(), pg_is_in_recovery()"]);
         cmd
     };
@@ -140,22 +144,16 @@ fn a_launch_during_a_failover_that_does_not_end_gives_up_with_75_when_wait_runs_
     let (mut primary, standby) = crate::check::hosts::primary_and_standby(&role, &password);
     let ports = format!("{},{}", primary.port, standby.port);
     primary.stop();
-    let mut cmd = crate::check::launcher_as(&home, 0, &role, &password);
-    cmd.env("PGHOST", "localhost,localhost")
-        .env("PGPORT", &ports)
-        .env("PGTARGETSESSIONATTRS", "read-write")
-        .args(["--wait", "2s", "--", "true"]);
+    let mut cmd = to_the_writable_one(&home, &role, &password, &ports);
+    cmd.args(["--wait", "2s", "--", "true"]);
     let started = Instant::now();
     let run = Run::of(&mut cmd);
     run.assert_fails(75, "still unavailable after waiting 2s").assert_no_leak(&password);
     assert!(run.stderr.contains("session is read-only"), "{run}");
     assert!(started.elapsed() < Duration::from_secs(15), "{run}");
     // Without --wait, the same is a plain 69 at once.
-    let mut once = crate::check::launcher_as(&home, 0, &role, &password);
-    once.env("PGHOST", "localhost,localhost")
-        .env("PGPORT", &ports)
-        .env("PGTARGETSESSIONATTRS", "read-write")
-        .args(["--", "true"]);
+    let mut once = to_the_writable_one(&home, &role, &password, &ports);
+    once.args(["--", "true"]);
     Run::of(&mut once).assert_fails(69, "session is read-only");
 }
 

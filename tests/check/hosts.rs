@@ -132,6 +132,13 @@ fn host_lists_are_walked_as_libpq_walks_them_and_stop_where_it_stops() {
     let run = Run::of(cmd.arg("--").arg(&psql).args(["-XAtc", "select inet_server_port()"]));
     assert_eq!(run.assert_ok().stdout.trim(), live.to_string(), "{run}");
     assert!(run.stderr.contains(&format!("passed over localhost:{dead}")), "{run}");
+    // With the password in a .pgpass, the app's libpq finds a line for whichever server it
+    // reaches: one per server of the list.
+    let mut cmd = launcher_as(&home, 0, &role, &password);
+    cmd.env("PGHOST", "localhost,localhost").env("PGPORT", list(&[dead, live]));
+    let run =
+        Run::of(cmd.args(["--password-via", "passfile", "--"]).arg(&psql).args(["-XAtc", "select inet_server_port()"]));
+    assert_eq!(run.assert_ok().assert_no_leak(&password).stdout.trim(), live.to_string(), "{run}");
     // Lists that do not pair up are refused in libpq's words.
     for (hosts, ports, words) in [
         ("localhost,localhost", list(&[live, live, live]), "could not match 3 port numbers to 2 hosts"),

@@ -115,6 +115,7 @@ pub async fn check(
         options.libpq.tls,
         options.libpq.sni,
         options.libpq.require_auth.clone(),
+        options.libpq.cert_mode,
     );
     let passes: &[SessionAttrs] = match options.libpq.session {
         SessionAttrs::PreferStandby => &[SessionAttrs::Standby, SessionAttrs::Any],

@@ -189,6 +189,13 @@ impl Plan {
         if let Some(r) = client_cert.as_ref().filter(|r| r.scheme() != launcher_core::Scheme::VaultPki) {
             return Err(Error::msg(Exit::Usage, format!("--client-cert: {r}: use vault-pki:MOUNT/issue/ROLE")));
         }
+        // The app inherits PGSSLCERTMODE: its libpq would not present the certificate checked.
+        if client_cert.is_some() && libpq.cert_mode == crate::libpq::CertMode::Disable {
+            return Err(Error::msg(
+                Exit::Config,
+                "--client-cert: PGSSLCERTMODE=disable keeps the app's libpq from presenting it: unset PGSSLCERTMODE",
+            ));
+        }
         let uses = |scheme| {
             credentials
                 .iter()
@@ -358,6 +365,15 @@ mod tests {
         let e = Plan::new(&options, ParentEnv::default(), Some(Path::new("/h"))).unwrap_err();
         assert_eq!((e.exit(), e.to_string().as_str()), (Exit::Usage, "--port: 0 is not a port number (1-65535)"));
         assert!(is_variable_name("_DB_URL2") && !is_variable_name("2X") && !is_variable_name(""));
+        // The app's libpq would not present the certificate the check presented.
+        let options =
+            crate::cli::Cli::parse_from(["launcher", "--client-cert", "vault-pki:pki/issue/app", "--", "true"]);
+        let env = ParentEnv::from_pairs([("PGSSLCERTMODE", "disable")]);
+        let e = Plan::new(&options.options, env, Some(Path::new("/h"))).unwrap_err();
+        assert_eq!(e.exit(), Exit::Config);
+        assert!(e.to_string().starts_with("--client-cert: PGSSLCERTMODE=disable keeps the app's libpq"), "{e}");
+        let env = ParentEnv::from_pairs([("PGSSLCERTMODE", "require")]);
+        assert!(Plan::new(&options.options, env, Some(Path::new("/h"))).is_ok());
     }
 
     #[test]

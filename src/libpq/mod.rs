@@ -87,6 +87,18 @@ pub enum ChannelBindingMode {
     Require,
 }
 
+/// libpq 16's `sslcertmode`: whether the client certificate goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertMode {
+    /// Never: the certificate files are not even read.
+    Disable,
+    /// When the server asks and there is one (libpq's default, and 15's only behaviour).
+    #[default]
+    Allow,
+    /// The server must ask for one, and get it, before it lets the client in.
+    Require,
+}
+
 /// libpq's `target_session_attrs`: which server of the host list a session may stay on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionAttrs {
@@ -153,6 +165,8 @@ pub struct Libpq {
     pub options: Option<String>,
     /// `PGREQUIREAUTH` (libpq 16): the authentication the server may ask for.
     pub require_auth: Option<RequireAuth>,
+    /// `PGSSLCERTMODE` (libpq 16).
+    pub cert_mode: CertMode,
     /// `PGSSLNEGOTIATION` (libpq 17): `direct` starts TLS at once, without the SSLRequest round
     /// trip (ALPN `postgresql`, which PostgreSQL 17+ requires then).
     pub direct_tls: bool,
@@ -194,8 +208,19 @@ fn server_options(env: &ParentEnv) -> Option<String> {
 }
 
 /// libpq 16-18 settings the check leaves to the app's libpq, with the version that reads them.
-const UNJUDGED: [(&str, &str); 4] =
-    [("PGSSLCERTMODE", "16"), ("PGMINPROTOCOLVERSION", "18"), ("PGMAXPROTOCOLVERSION", "18"), ("PGOAUTHDEBUG", "18")];
+const UNJUDGED: [(&str, &str); 3] =
+    [("PGMINPROTOCOLVERSION", "18"), ("PGMAXPROTOCOLVERSION", "18"), ("PGOAUTHDEBUG", "18")];
+
+/// One of a setting's `values` (the first is libpq's default, for an unset variable), or libpq's
+/// words for any other: `VAR: invalid setting value: "..."`.
+fn choice<T: Copy>(value: Option<&str>, (var, setting): (&str, &str), values: &[(&str, T)]) -> Result<T, Error> {
+    let Some(value) = value else { return Ok(values[0].1) };
+    values
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| Error::msg(Exit::Config, format!("{var}: invalid {setting} value: \"{value}\"")))
+}
 
 impl Libpq {
     /// The warning for each variable in `unjudged`.
@@ -213,41 +238,30 @@ impl Libpq {
     /// Reads libpq's variables from `env` (with `home` for libpq's `~/.postgresql` defaults);
     /// `connect_timeout` is `--connect-timeout`, which wins over `PGCONNECT_TIMEOUT`.
     pub fn from_env(env: &ParentEnv, home: Option<&Path>, connect_timeout: Option<u64>) -> Result<Self, Error> {
-        let channel_binding = match env.raw("PGCHANNELBINDING") {
-            None | Some("prefer") => ChannelBindingMode::Prefer,
-            Some("require") => ChannelBindingMode::Require,
-            Some("disable") => ChannelBindingMode::Disable,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGCHANNELBINDING: invalid channel_binding value: \"{other}\""),
-                ));
-            }
-        };
-        let session = match env.raw("PGTARGETSESSIONATTRS") {
-            None | Some("any") => SessionAttrs::Any,
-            Some("read-write") => SessionAttrs::ReadWrite,
-            Some("read-only") => SessionAttrs::ReadOnly,
-            Some("primary") => SessionAttrs::Primary,
-            Some("standby") => SessionAttrs::Standby,
-            Some("prefer-standby") => SessionAttrs::PreferStandby,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGTARGETSESSIONATTRS: invalid target_session_attrs value: \"{other}\""),
-                ));
-            }
-        };
-        let load_balance = match env.raw("PGLOADBALANCEHOSTS") {
-            None | Some("disable") => false,
-            Some("random") => true,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGLOADBALANCEHOSTS: invalid load_balance_hosts value: \"{other}\""),
-                ));
-            }
-        };
+        use ChannelBindingMode as Cb;
+        use SessionAttrs as Sa;
+        let channel_binding = choice(
+            env.raw("PGCHANNELBINDING"),
+            ("PGCHANNELBINDING", "channel_binding"),
+            &[("prefer", Cb::Prefer), ("require", Cb::Require), ("disable", Cb::Disable)],
+        )?;
+        let session = choice(
+            env.raw("PGTARGETSESSIONATTRS"),
+            ("PGTARGETSESSIONATTRS", "target_session_attrs"),
+            &[
+                ("any", Sa::Any),
+                ("read-write", Sa::ReadWrite),
+                ("read-only", Sa::ReadOnly),
+                ("primary", Sa::Primary),
+                ("standby", Sa::Standby),
+                ("prefer-standby", Sa::PreferStandby),
+            ],
+        )?;
+        let load_balance = choice(
+            env.raw("PGLOADBALANCEHOSTS"),
+            ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
+            &[("disable", false), ("random", true)],
+        )?;
         let sni = env.raw("PGSSLSNI").is_none_or(|v| v.starts_with('1'));
         // An empty PGREQUIREAUTH is a value for libpq (it allows nothing).
         let require_auth = env
@@ -256,16 +270,17 @@ impl Libpq {
             .transpose()
             .map_err(|e| Error::msg(Exit::Config, format!("PGREQUIREAUTH: {e}")))?;
         // libpq 17's values and words; an empty value is the default, as libpq's `get` has it.
-        let direct_tls = match env.get("PGSSLNEGOTIATION") {
-            None | Some("postgres") => false,
-            Some("direct") => true,
-            Some(other) => {
-                return Err(Error::msg(
-                    Exit::Config,
-                    format!("PGSSLNEGOTIATION: invalid sslnegotiation value: \"{other}\""),
-                ));
-            }
-        };
+        let direct_tls = choice(
+            env.get("PGSSLNEGOTIATION"),
+            ("PGSSLNEGOTIATION", "sslnegotiation"),
+            &[("postgres", false), ("direct", true)],
+        )?;
+        // An empty value is a value here (libpq 16-18 refuse it).
+        let cert_mode = choice(
+            env.raw("PGSSLCERTMODE"),
+            ("PGSSLCERTMODE", "sslcertmode"),
+            &[("allow", CertMode::Allow), ("disable", CertMode::Disable), ("require", CertMode::Require)],
+        )?;
         let unjudged = UNJUDGED.iter().map(|(var, _)| *var).filter(|var| env.raw(var).is_some()).collect();
         let named = env.get("PGSSLCRL").map(PathBuf::from);
         let default = home.map(|h| h.join(".postgresql/root.crl"));
@@ -277,9 +292,14 @@ impl Libpq {
         };
         // libpq treats an empty PGSSLCERT/PGSSLKEY/PGSSLROOTCERT as unset (as `get` does).
         let file_or = |name, default| env.get(name).map(PathBuf::from).or_else(|| home.map(|h| h.join(default)));
-        let client = ClientPlan {
-            cert: file_or("PGSSLCERT", ".postgresql/postgresql.crt"),
-            key: file_or("PGSSLKEY", ".postgresql/postgresql.key"),
+        // sslcertmode=disable: libpq does not look for the files at all.
+        let client = if cert_mode == CertMode::Disable {
+            ClientPlan::default()
+        } else {
+            ClientPlan {
+                cert: file_or("PGSSLCERT", ".postgresql/postgresql.crt"),
+                key: file_or("PGSSLKEY", ".postgresql/postgresql.key"),
+            }
         };
         let hostaddrs = env.get("PGHOSTADDR").map(hosts::parse_hostaddrs).transpose()?.unwrap_or_default();
         // libpq: zero or negative means "wait forever"; a check must end, so those fall back to
@@ -308,6 +328,7 @@ impl Libpq {
             options: server_options(env),
             sni,
             direct_tls,
+            cert_mode,
             require_auth,
             unjudged,
             root: file_or("PGSSLROOTCERT", ".postgresql/root.crt"),
@@ -370,6 +391,19 @@ mod tests {
         assert!(e.to_string().contains("invalid channel_binding value: \"maybe\""), "{e}");
         let e = libpq(&[("PGTARGETSESSIONATTRS", "sometimes")]).unwrap_err();
         assert!(e.to_string().contains("invalid target_session_attrs value: \"sometimes\""), "{e}");
+    }
+
+    #[test]
+    fn sslcertmode_disable_reads_no_certificate_file() {
+        let p = libpq(&[("PGSSLCERT", "/c.crt")]).unwrap();
+        assert_eq!((p.cert_mode, p.client.cert.as_deref()), (CertMode::Allow, Some(Path::new("/c.crt"))));
+        let p = libpq(&[("PGSSLCERT", "/c.crt"), ("PGSSLCERTMODE", "disable")]).unwrap();
+        assert_eq!((p.cert_mode, p.client.cert, p.client.key), (CertMode::Disable, None, None));
+        assert_eq!(libpq(&[("PGSSLCERTMODE", "require")]).unwrap().cert_mode, CertMode::Require);
+        let e = libpq(&[("PGSSLCERTMODE", "")]).unwrap_err();
+        assert_eq!(e.to_string(), "PGSSLCERTMODE: invalid sslcertmode value: \"\"");
+        let e = libpq(&[("PGLOADBALANCEHOSTS", "Random")]).unwrap_err();
+        assert_eq!(e.to_string(), "PGLOADBALANCEHOSTS: invalid load_balance_hosts value: \"Random\"");
     }
 
     #[test]

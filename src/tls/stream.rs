@@ -18,9 +18,11 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
+use launcher_tls_ffi::CertRequest;
+
 use super::binding::end_point;
 use super::{CertInfo, ChainError, ClientIdentity, Refusal, Session, info};
-use crate::libpq::{RequireAuth, TlsRange};
+use crate::libpq::{CertMode, RequireAuth, TlsRange};
 
 /// The session's protocol and cipher, named as OpenSSL (and so `pg_stat_ssl`) names them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -48,12 +50,15 @@ pub struct MakeConnect {
     range: TlsRange,
     sni: bool,
     require_auth: Option<Arc<RequireAuth>>,
+    require_cert: bool,
 }
 
 impl MakeConnect {
     /// Connections recorded in `session`, presenting `client`, within `range`, with SNI when
     /// `sni` (`PGSSLSNI`) and libpq's rule allow, refusing what `require_auth`
-    /// (`PGREQUIREAUTH`) does not allow before a password goes out.
+    /// (`PGREQUIREAUTH`) does not allow before a password goes out, and, when `cert_mode` is
+    /// `require` (`PGSSLCERTMODE`), a server that lets the client in without asking for its
+    /// certificate and getting it.
     #[must_use]
     pub fn new(
         session: Arc<Session>,
@@ -61,8 +66,16 @@ impl MakeConnect {
         range: TlsRange,
         sni: bool,
         require_auth: Option<RequireAuth>,
+        cert_mode: CertMode,
     ) -> Self {
-        Self { session, client: client.map(Arc::new), range, sni, require_auth: require_auth.map(Arc::new) }
+        Self {
+            session,
+            client: client.map(Arc::new),
+            range,
+            sni,
+            require_auth: require_auth.map(Arc::new),
+            require_cert: cert_mode == CertMode::Require,
+        }
     }
 
     /// The same settings, recorded in `session` (the next host of a list).
@@ -88,6 +101,7 @@ where
             range: self.range,
             sni,
             require_auth: self.require_auth.clone(),
+            require_cert: self.require_cert,
         })
     }
 }
@@ -100,6 +114,7 @@ pub struct Connect {
     range: TlsRange,
     sni: Option<String>,
     require_auth: Option<Arc<RequireAuth>>,
+    require_cert: bool,
 }
 
 /// The server asked for an authentication `PGREQUIREAUTH` does not allow, in libpq's words.
@@ -125,7 +140,10 @@ impl Connect {
     /// The `SSL` for this connection, as libpq's `initialize_SSL` finishes it: the range, SNI,
     /// the client certificate and key, and a verify callback that, as
     /// libpq's, returns OpenSSL's verdict unchanged (it only notes what OpenSSL saw).
-    fn ssl(&self, verification: &Arc<std::sync::Mutex<Verification>>) -> Result<Ssl, io::Error> {
+    fn ssl(
+        &self,
+        verification: &Arc<std::sync::Mutex<Verification>>,
+    ) -> Result<(Ssl, Option<Arc<CertRequest>>), io::Error> {
         let chain = self.session.chain().map_err(|e| {
             self.session.update(|seen| seen.refusal = Some(Refusal::Chain(e.clone())));
             io::Error::other(HandshakeFailed(e.to_string()))
@@ -153,6 +171,9 @@ impl Connect {
             // (That the key is the certificate's was checked when it was read, in libpq's words.)
             ssl.set_private_key(&id.key).map_err(internal)?;
         }
+        // libpq's cert_cb: whether the server asked for the certificate (and got it).
+        let cert_request =
+            if self.require_cert { Some(launcher_tls_ffi::watch(&mut ssl).map_err(internal)?) } else { None };
         let noted = verification.clone();
         ssl.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
             let mut v = noted.lock().unwrap_or_else(PoisonError::into_inner);
@@ -171,7 +192,7 @@ impl Connect {
             }
             ok
         });
-        Ok(ssl)
+        Ok((ssl, cert_request))
     }
 }
 
@@ -187,7 +208,7 @@ where
         Box::pin(async move {
             let began = Instant::now();
             let verification = Arc::new(std::sync::Mutex::new(Verification::default()));
-            let ssl = self.ssl(&verification)?;
+            let (ssl, cert_request) = self.ssl(&verification)?;
             let mut tls = tokio_openssl::SslStream::new(ssl, stream)
                 .map_err(|e| io::Error::other(HandshakeFailed(format!("SSL error: {e}"))))?;
             let handshake = Pin::new(&mut tls).connect().await;
@@ -238,9 +259,11 @@ where
             Ok(Stream {
                 tls,
                 session: self.session,
-                first_reply: Some(Vec::new()),
+                replies: Some(Vec::new()),
+                first: true,
                 awaiting_choice: false,
                 require_auth: self.require_auth,
+                cert_request,
             })
         })
     }
@@ -260,49 +283,105 @@ fn libpq_words(e: &openssl::ssl::Error) -> String {
     }
 }
 
-/// The encrypted stream tokio-postgres reads and writes. It also watches the start of the
-/// session: whether the server's SASL request offers SCRAM-SHA-256-PLUS and whether the client
-/// chose it, which tokio-postgres does not tell (the check connects once, with libpq's
-/// channel_binding=prefer, and still reports whether the session is bound).
+/// The encrypted stream tokio-postgres reads and writes. It also watches the server's messages
+/// until authentication ends: whether its SASL request offers SCRAM-SHA-256-PLUS and whether the
+/// client chose it, which tokio-postgres does not tell (the check connects once, with libpq's
+/// channel_binding=prefer, and still reports whether the session is bound); `PGREQUIREAUTH`
+/// against its first request; `PGSSLCERTMODE=require` at its AuthenticationOk, where libpq's
+/// `check_expected_areq` judges both.
 #[derive(Debug)]
 pub struct Stream<S> {
     tls: tokio_openssl::SslStream<S>,
     session: Arc<Session>,
-    /// The server's first message so far, until it is complete (then `None`).
-    first_reply: Option<Vec<u8>>,
+    /// The server's bytes not yet read as a whole message, until authentication ends (then
+    /// `None`).
+    replies: Option<Vec<u8>>,
+    /// No message has been read whole yet.
+    first: bool,
     /// A SASL request was seen: the client's next message answers it.
     awaiting_choice: bool,
     /// `PGREQUIREAUTH`, applied to the server's first authentication request.
     require_auth: Option<Arc<RequireAuth>>,
+    /// `PGSSLCERTMODE=require`: what the handshake's certificate callback saw.
+    cert_request: Option<Arc<CertRequest>>,
 }
 
-/// The longest first reply watched: a SASL request names a few mechanisms.
-const FIRST_REPLY_MAX: usize = 512;
+/// The longest authentication message watched: a SASL request names a few mechanisms, SCRAM's
+/// other messages are shorter.
+const REPLY_MAX: usize = 512;
 
-/// What the server's first message says, as far as it has arrived.
+/// The message at the front of what the server sent, as far as it has arrived.
 #[derive(Debug, PartialEq, Eq)]
-enum FirstReply {
+enum Reply {
     /// Not complete yet.
     Partial,
     /// Not an authentication request (an error, say).
     Other,
-    /// An authentication request (`R`) of this code; for SASL (10), whether SCRAM-SHA-256-PLUS
-    /// is among its mechanisms.
-    Auth { code: u32, plus: bool },
+    /// An authentication request (`R`) of this code, `len` bytes in all; for SASL (10), whether
+    /// SCRAM-SHA-256-PLUS is among its mechanisms.
+    Auth { code: u32, plus: bool, len: usize },
 }
 
-fn first_reply(bytes: &[u8]) -> FirstReply {
-    let Some((&tag, rest)) = bytes.split_first() else { return FirstReply::Partial };
+fn reply(bytes: &[u8]) -> Reply {
+    let Some((&tag, rest)) = bytes.split_first() else { return Reply::Partial };
     let Some(len) = rest.get(..4).map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize) else {
-        return FirstReply::Partial;
+        return Reply::Partial;
     };
-    if tag != b'R' || !(8..=FIRST_REPLY_MAX).contains(&len) {
-        return FirstReply::Other;
+    if tag != b'R' || !(8..=REPLY_MAX).contains(&len) {
+        return Reply::Other;
     }
-    let Some(body) = rest.get(4..len) else { return FirstReply::Partial };
+    let Some(body) = rest.get(4..len) else { return Reply::Partial };
     let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     let plus = code == 10 && body[4..].split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256-PLUS");
-    FirstReply::Auth { code, plus }
+    Reply::Auth { code, plus, len: len + 1 }
+}
+
+/// libpq's `sslcertmode=require` verdict at AuthenticationOk, in its words.
+fn cert_refusal(seen: &CertRequest) -> Option<&'static str> {
+    if !seen.requested() {
+        Some("server did not request an SSL certificate")
+    } else if !seen.sent() {
+        Some("server accepted connection without a valid SSL certificate")
+    } else {
+        None
+    }
+}
+
+impl<S> Stream<S> {
+    /// Reads the whole messages `replies` holds, until authentication ends; an error when one
+    /// is refused (before tokio-postgres reads it, so no password answers a refused request).
+    fn watch(&mut self) -> io::Result<()> {
+        loop {
+            let Some(pending) = &mut self.replies else { return Ok(()) };
+            let (code, plus) = match reply(pending) {
+                Reply::Partial => return Ok(()),
+                Reply::Other => {
+                    self.replies = None;
+                    return Ok(());
+                }
+                Reply::Auth { code, plus, len } => {
+                    pending.drain(..len);
+                    (code, plus)
+                }
+            };
+            let first = std::mem::replace(&mut self.first, false);
+            if code == 0 {
+                self.replies = None;
+                if let Some(refusal) = self.cert_request.as_deref().and_then(cert_refusal) {
+                    return Err(io::Error::other(AuthRefused(refusal.to_owned())));
+                }
+            }
+            if first {
+                if let Some(refusal) = self.require_auth.as_ref().and_then(|r| r.refuses(code)) {
+                    return Err(io::Error::other(AuthRefused(refusal)));
+                }
+                if code == 10 {
+                    self.session.sasl_offered(plus);
+                    self.awaiting_choice = true;
+                }
+            }
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
@@ -315,23 +394,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.tls).poll_read(cx, buf);
-        if let (Poll::Ready(Ok(())), Some(first)) = (&polled, &mut self.first_reply) {
-            let room = FIRST_REPLY_MAX + 5 - first.len();
-            first.extend(buf.filled()[before..].iter().take(room));
-            match first_reply(first) {
-                FirstReply::Partial if first.len() < FIRST_REPLY_MAX + 5 && buf.filled().len() > before => {}
-                FirstReply::Auth { code, plus } => {
-                    self.first_reply = None;
-                    // Refused before tokio-postgres reads the request, so no password answers it.
-                    if let Some(refusal) = self.require_auth.as_ref().and_then(|r| r.refuses(code)) {
-                        return Poll::Ready(Err(io::Error::other(AuthRefused(refusal))));
-                    }
-                    if code == 10 {
-                        self.session.sasl_offered(plus);
-                        self.awaiting_choice = true;
-                    }
+        if let (Poll::Ready(Ok(())), Some(pending)) = (&polled, &mut self.replies) {
+            let new = &buf.filled()[before..];
+            if new.is_empty() {
+                self.replies = None;
+            } else {
+                pending.extend_from_slice(new);
+                if let Err(e) = self.watch() {
+                    return Poll::Ready(Err(e));
                 }
-                _ => self.first_reply = None,
             }
         }
         polled
@@ -362,23 +433,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_reply_reads_sasl_requests_as_they_arrive() {
+    fn replies_read_sasl_requests_as_they_arrive() {
         let mut msg = vec![b'R'];
         let body = b"\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0";
         msg.extend(u32::try_from(4 + body.len()).unwrap().to_be_bytes());
         msg.extend(body);
         for cut in 0..msg.len() {
-            assert_eq!(first_reply(&msg[..cut]), FirstReply::Partial, "{cut} bytes");
+            assert_eq!(reply(&msg[..cut]), Reply::Partial, "{cut} bytes");
         }
-        assert_eq!(first_reply(&msg), FirstReply::Auth { code: 10, plus: true });
+        assert_eq!(reply(&msg), Reply::Auth { code: 10, plus: true, len: msg.len() });
         let pooler = [b'R', 0, 0, 0, 23, 0, 0, 0, 10].iter().chain(b"SCRAM-SHA-256\0\0").copied().collect::<Vec<_>>();
-        assert_eq!(first_reply(&pooler), FirstReply::Auth { code: 10, plus: false });
-        // AuthenticationOk (trust), an MD5 request, an error.
-        assert_eq!(first_reply(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]), FirstReply::Auth { code: 0, plus: false });
-        assert_eq!(
-            first_reply(&[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]),
-            FirstReply::Auth { code: 5, plus: false }
-        );
-        assert_eq!(first_reply(&[b'E', 0, 0, 0, 40]), FirstReply::Other);
+        assert_eq!(reply(&pooler), Reply::Auth { code: 10, plus: false, len: 24 });
+        // AuthenticationOk (trust) with what follows it, an MD5 request, an error.
+        assert_eq!(reply(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0, b'S', 0]), Reply::Auth { code: 0, plus: false, len: 9 });
+        assert_eq!(reply(&[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]), Reply::Auth { code: 5, plus: false, len: 13 });
+        assert_eq!(reply(&[b'E', 0, 0, 0, 40]), Reply::Other);
     }
 }

@@ -1,6 +1,7 @@
 //! `launcher check` against what libpq 16–18 read and psql 15 does not: direct TLS, PGREQUIREAUTH,
 //! `sslrootcert=system`, and every variable the libraries themselves name.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -102,6 +103,97 @@ fn require_auth_refuses_what_libpq_17_refuses_before_a_password_goes_out() {
     }
 }
 
+#[test]
+fn sslcertmode_is_judged_as_libpq_17_and_18_judge_it() {
+    let s = services();
+    let (v17, v18) = (support::pg::newer(17), support::pg::newer(18));
+    // A server that asks for a client certificate (it has a CA for them) and lets most roles in
+    // without one, but not `strict` (clientcert=verify-ca); the shared server asks for none.
+    let dir = s.root.join(unique("pg-asks"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("client-ca.crt");
+    std::fs::copy(&s.certs.ca, &ca).unwrap();
+    let strict = unique("strict");
+    let hba = format!(
+        "local all all trust\nhostssl all {strict} 127.0.0.0/8 scram-sha-256 clientcert=verify-ca\n\
+         hostssl all all 127.0.0.0/8 scram-sha-256\n"
+    );
+    let conf = format!("ssl_ca_file = '{}'\n", ca.display());
+    let custom = support::pg::Custom { conf: &conf, hba: Some(&hba), ..Default::default() };
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let asks = Pg::start_custom(&dir, cert, key, true, support::free_port_pair(), None, Some(custom));
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    asks.create_role(&role, &password);
+    asks.create_role(&strict, &password);
+    // A client certificate from the CA the server trusts; the key 0600, as libpq wants it.
+    let issued = support::certs::issue(
+        &home,
+        "client",
+        &(s.certs.ca.clone(), s.certs.ca_key.clone()),
+        "/CN=client",
+        "extendedKeyUsage=clientAuth",
+    );
+    std::fs::set_permissions(&issued.1, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let missing = home.join("no-such.crt");
+    let targets = [
+        (s.pg.port, role.as_str(), "asks for none"),
+        (asks.port, role.as_str(), "asks"),
+        (asks.port, strict.as_str(), "insists"),
+    ];
+    for (port, user, server) in targets {
+        for (cert, has) in [(&issued.0, "a certificate"), (&missing, "no certificate")] {
+            for mode in ["allow", "require", "disable"] {
+                let case = format!("PGSSLCERTMODE={mode}, a server that {server}, {has}");
+                let libpq = |psql: &Path| {
+                    let sql = "select coalesce(client_dn, '') from pg_stat_ssl where pid = pg_backend_pid()";
+                    let out = psql_of(psql, port, user, &password, sql)
+                        .envs([("PGSSLCERTMODE", mode)])
+                        .env("PGSSLCERT", cert)
+                        .env("PGSSLKEY", &issued.1)
+                        .output()
+                        .unwrap();
+                    let said = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), said)
+                };
+                let (ok17, dn17, said17) = libpq(&v17.join("psql"));
+                let (ok18, dn18, said18) = libpq(&v18.join("psql"));
+                assert_eq!((ok17, &dn17), (ok18, &dn18), "{case}: libpq 17 and 18 disagree: {said17} / {said18}");
+                let run = Run::of(
+                    launcher_as(&home, port, user, &password)
+                        .env("PGSSLCERTMODE", mode)
+                        .env("PGSSLCERT", cert)
+                        .env("PGSSLKEY", &issued.1)
+                        .arg("check"),
+                );
+                run.assert_no_leak(&password);
+                if ok18 {
+                    run.assert_ok();
+                } else {
+                    let words = said18.split_once("failed: ").map_or(said18.as_str(), |(_, w)| w);
+                    let words = words.trim_start_matches("FATAL:  ");
+                    assert!(run.code != 0 && run.stderr.contains(words), "{case}: libpq 18 says {said18:?}:\n{run}");
+                    if words.contains("SSL certificate") {
+                        assert_eq!(run.code, 77, "{case}: {run}");
+                    }
+                }
+                eprintln!(
+                    "{case}: libpq {}",
+                    if ok18 { format!("connects, client_dn {dn18:?}") } else { said18.clone() }
+                );
+            }
+        }
+    }
+    // libpq's words for a value it does not know (an empty one too), before anything is fetched.
+    for value in ["", "DISABLE", "sometimes"] {
+        let out =
+            psql_of(&v18.join("psql"), s.pg.port, &role, &password, "select 1").env("PGSSLCERTMODE", value).output();
+        let said = String::from_utf8_lossy(&out.unwrap().stderr).trim().replace("psql: error: ", "");
+        let run = Run::of(launcher_as(&home, s.pg.port, &role, &password).env("PGSSLCERTMODE", value).arg("check"));
+        run.assert_fails(78, &format!("PGSSLCERTMODE: {said}"));
+    }
+}
+
 /// The `PG…` variables a libpq reads: the names in its library, as `strings` finds them.
 fn variables_read_by(libpq: &Path) -> Vec<String> {
     let bytes = std::fs::read(libpq).unwrap();
@@ -134,9 +226,9 @@ fn every_variable_libpq_15_or_18_reads_is_accounted_for() {
 
 #[test]
 fn settings_only_newer_libpq_reads_are_named_in_warnings() {
-    // libpq 16 reads PGSSLCERTMODE; the check does not judge it yet: it connects as before and
-    // says what it left to the app's libpq. (PGREQUIREAUTH and PGSSLNEGOTIATION are honoured:
-    // require_auth_… and direct_tls_… above.)
+    // libpq 18 reads PGMIN/MAXPROTOCOLVERSION and PGOAUTHDEBUG; the check does not judge them:
+    // it connects as before and says what it left to the app's libpq. (PGREQUIREAUTH,
+    // PGSSLNEGOTIATION and PGSSLCERTMODE are honoured: the tests above.)
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);
     let run = Run::of(
@@ -152,13 +244,13 @@ fn settings_only_newer_libpq_reads_are_named_in_warnings() {
     run.assert_ok();
     let r = report(&run);
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    let newer =
-        [("PGSSLCERTMODE", 16), ("PGMINPROTOCOLVERSION", 18), ("PGMAXPROTOCOLVERSION", 18), ("PGOAUTHDEBUG", 18)];
+    let newer = [("PGMINPROTOCOLVERSION", 18), ("PGMAXPROTOCOLVERSION", 18), ("PGOAUTHDEBUG", 18)];
     for (var, version) in newer {
         let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
         assert!(warnings.iter().any(|w| w.starts_with(&expected)), "{var}: {warnings:?}");
     }
-    assert!(!warnings.iter().any(|w| w.contains("PGSSLNEGOTIATION") || w.contains("PGREQUIREAUTH")), "{warnings:?}");
+    let honoured = ["PGSSLNEGOTIATION", "PGREQUIREAUTH", "PGSSLCERTMODE"];
+    assert!(!warnings.iter().any(|w| honoured.iter().any(|var| w.contains(var))), "{warnings:?}");
 }
 
 #[test]

@@ -127,6 +127,16 @@ pub async fn check(
         for (i, endpoint) in target.endpoints.iter().enumerate() {
             let session = Arc::new(trust.for_host(&endpoint.host));
             let tls = tls.with_session(session.clone());
+            let min = options.libpq.min_protocol;
+            if min > 0 {
+                // A session record of its own: the probe's handshake is not the one reported.
+                let probe = tls.with_session(Arc::new(trust.for_host(&endpoint.host)));
+                if let Some(newest) = newest_protocol(target, i, &probe, options).await.filter(|n| *n < min) {
+                    let words = crate::libpq::protocol::too_old(newest, min);
+                    let server = server_name(endpoint);
+                    return Err(Error::msg(Exit::Config, format!("connection to server at {server} failed: {words}")));
+                }
+            }
             match attempt(target, i, root, &tls, &session, options, *attrs).await? {
                 Attempt::Skipped(reason) => {
                     skipped.push(Skipped { server: server_name(endpoint), reason });
@@ -372,6 +382,49 @@ impl Open {
         drop(self.client);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.connection).await;
     }
+}
+
+/// The newest protocol minor version the `i`th server of `target`'s list says it speaks, when
+/// asked for 3.2 (its NegotiateProtocolVersion answer, as libpq 18 reads it; `None` when it
+/// answers otherwise, which means it speaks 3.2, or when no answer comes: then the check's own
+/// connection says what happens). tokio-postgres speaks 3.0 only, so this is a connection of
+/// its own, closed after the server's first message, before any password goes out.
+async fn newest_protocol(
+    target: &Target,
+    i: usize,
+    tls: &crate::tls::MakeConnect,
+    options: &CheckOptions,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+    let endpoint = &target.endpoints[i];
+    let ask = async {
+        let mut tcp = match endpoint.hostaddr {
+            Some(addr) => tokio::net::TcpStream::connect((addr, endpoint.port)).await,
+            None => tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await,
+        }
+        .ok()?;
+        if !options.libpq.direct_tls {
+            tcp.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).await.ok()?;
+            (tcp.read_u8().await.ok()? == b'S').then_some(())?;
+        }
+        let connect =
+            MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(&mut tls.clone(), &endpoint.host).ok()?;
+        let mut stream = connect.connect(tcp).await.ok()?;
+        let startup = crate::libpq::protocol::startup(options.libpq.min_protocol, &target.user, &target.dbname);
+        stream.write_all(&startup).await.ok()?;
+        stream.flush().await.ok()?;
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header).await.ok()?;
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if header[0] != b'v' || !(8..=1024).contains(&len) {
+            return None;
+        }
+        let mut body = vec![0u8; len - 4];
+        stream.read_exact(&mut body).await.ok()?;
+        crate::libpq::protocol::negotiated_minor(&body)
+    };
+    tokio::time::timeout(options.libpq.connect_timeout, ask).await.ok().flatten()
 }
 
 /// One connection attempt to the `i`th server of `target`'s list.

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod hosts;
 pub mod pgpass;
+pub mod protocol;
 mod require_auth;
 
 use std::net::IpAddr;
@@ -167,14 +168,17 @@ pub struct Libpq {
     pub require_auth: Option<RequireAuth>,
     /// `PGSSLCERTMODE` (libpq 16).
     pub cert_mode: CertMode,
+    /// The wire protocol's minor version libpq 18 requires (`PGMINPROTOCOLVERSION`): 0, or 2
+    /// for 3.2, which the check then asks the server for.
+    pub min_protocol: u16,
     /// `PGSSLNEGOTIATION` (libpq 17): `direct` starts TLS at once, without the SSLRequest round
     /// trip (ALPN `postgresql`, which PostgreSQL 17+ requires then).
     pub direct_tls: bool,
     /// `PGSSLSNI`: whether the host name goes out as SNI. libpq sends it only when the value
     /// starts with `1` (its default), so `0`, `true` and an empty value all turn it off.
     pub sni: bool,
-    /// Variables set for the app that libpq 16 or 17 reads and the check does not judge (the
-    /// libpq here, 15, cannot tell what those versions conclude): each gets a warning.
+    /// Variables set for the app that a newer libpq reads and the check does not judge: each
+    /// gets a warning.
     pub unjudged: Vec<&'static str>,
     /// The root file libpq would read: `PGSSLROOTCERT`, else `~/.postgresql/root.crt`.
     pub root: Option<PathBuf>,
@@ -207,9 +211,8 @@ fn server_options(env: &ParentEnv) -> Option<String> {
     (!options.is_empty()).then(|| options.join(" "))
 }
 
-/// libpq 16-18 settings the check leaves to the app's libpq, with the version that reads them.
-const UNJUDGED: [(&str, &str); 3] =
-    [("PGMINPROTOCOLVERSION", "18"), ("PGMAXPROTOCOLVERSION", "18"), ("PGOAUTHDEBUG", "18")];
+/// libpq 18 settings the check leaves to the app's libpq, with the version that reads them.
+const UNJUDGED: [(&str, &str); 1] = [("PGOAUTHDEBUG", "18")];
 
 /// One of a setting's `values` (the first is libpq's default, for an unset variable), or libpq's
 /// words for any other: `VAR: invalid setting value: "..."`.
@@ -329,6 +332,7 @@ impl Libpq {
             sni,
             direct_tls,
             cert_mode,
+            min_protocol: protocol::min_minor(env)?,
             require_auth,
             unjudged,
             root: file_or("PGSSLROOTCERT", ".postgresql/root.crt"),

@@ -194,6 +194,69 @@ fn sslcertmode_is_judged_as_libpq_17_and_18_judge_it() {
     }
 }
 
+#[test]
+fn protocol_versions_are_judged_as_libpq_18_judges_them() {
+    // libpq 18 asks for protocol 3.2 when its maximum allows and, with a minimum of 3.2, gives up
+    // on a server that answers it speaks 3.0 only (PostgreSQL before 18), without walking on.
+    let s = services();
+    let v18 = support::pg::newer(18);
+    let custom = support::pg::Custom { bindir: Some(&v18), ..Default::default() };
+    let (cert, key) = (&s.certs.server_cert, &s.certs.server_key);
+    let pg18 =
+        Pg::start_custom(&s.root.join(unique("pg18")), cert, key, true, support::free_port_pair(), None, Some(custom));
+    let home = support::home(&unique("chk-home"));
+    let (_, role, password) = libpq_env(&home);
+    pg18.create_role(&role, &password);
+    let psql18 = v18.join("psql");
+    let ports = |ports: &[u16]| ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let servers: [(&str, Vec<u16>); 4] = [
+        ("PostgreSQL 15", vec![s.pg.port]),
+        ("PostgreSQL 18", vec![pg18.port]),
+        ("15, then 18", vec![s.pg.port, pg18.port]),
+        ("18, then 15", vec![pg18.port, s.pg.port]),
+    ];
+    let settings: [&[(&str, &str)]; 7] = [
+        &[("PGMINPROTOCOLVERSION", "3.0")],
+        &[("PGMAXPROTOCOLVERSION", "3.2")],
+        &[("PGMAXPROTOCOLVERSION", "latest")],
+        &[("PGMINPROTOCOLVERSION", "3.2")],
+        &[("PGMINPROTOCOLVERSION", "latest"), ("PGMAXPROTOCOLVERSION", "latest")],
+        &[("PGMINPROTOCOLVERSION", "3.2"), ("PGMAXPROTOCOLVERSION", "3.0")],
+        &[("PGMAXPROTOCOLVERSION", "3.1")],
+    ];
+    let mut refused = 0;
+    for (name, list) in &servers {
+        let hosts = vec!["localhost"; list.len()].join(",");
+        for env in settings {
+            let case = format!("{name}, {env:?}");
+            let out = psql_of(&psql18, list[0], &role, &password, "select 1")
+                .env("PGHOST", &hosts)
+                .env("PGPORT", ports(list))
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stderr).trim().replace("psql: error: ", "");
+            let run = Run::of(
+                launcher_as(&home, list[0], &role, &password)
+                    .env("PGHOST", &hosts)
+                    .env("PGPORT", ports(list))
+                    .envs(env.iter().copied())
+                    .arg("check"),
+            );
+            run.assert_no_leak(&password);
+            if out.status.success() {
+                assert_eq!(run.code, 0, "{case}: libpq 18 connects:\n{run}");
+            } else {
+                refused += 1;
+                let words = said.split_once("failed: ").map_or(said.as_str(), |(_, w)| w);
+                assert!(run.code == 78 && run.stderr.contains(words), "{case}: libpq 18 says {said:?}:\n{run}");
+            }
+        }
+    }
+    // The minimum of 3.2 against 15 (alone or first in the list), and the two bad settings.
+    assert_eq!(refused, 2 * 2 + 2 * 4, "cases libpq 18 refused");
+}
+
 /// The `PG…` variables a libpq reads: the names in its library, as `strings` finds them.
 fn variables_read_by(libpq: &Path) -> Vec<String> {
     let bytes = std::fs::read(libpq).unwrap();
@@ -226,9 +289,9 @@ fn every_variable_libpq_15_or_18_reads_is_accounted_for() {
 
 #[test]
 fn settings_only_newer_libpq_reads_are_named_in_warnings() {
-    // libpq 18 reads PGMIN/MAXPROTOCOLVERSION and PGOAUTHDEBUG; the check does not judge them:
-    // it connects as before and says what it left to the app's libpq. (PGREQUIREAUTH,
-    // PGSSLNEGOTIATION and PGSSLCERTMODE are honoured: the tests above.)
+    // libpq 18 reads PGOAUTHDEBUG; the check does not judge it: it connects as before and says
+    // what it left to the app's libpq. (PGREQUIREAUTH, PGSSLNEGOTIATION, PGSSLCERTMODE and the
+    // protocol versions are honoured: the tests above.)
     let home = support::home(&unique("chk-home"));
     let (mut cmd, _, password) = libpq_env(&home);
     let run = Run::of(
@@ -244,12 +307,12 @@ fn settings_only_newer_libpq_reads_are_named_in_warnings() {
     run.assert_ok();
     let r = report(&run);
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    let newer = [("PGMINPROTOCOLVERSION", 18), ("PGMAXPROTOCOLVERSION", 18), ("PGOAUTHDEBUG", 18)];
+    let newer = [("PGOAUTHDEBUG", 18)];
     for (var, version) in newer {
         let expected = format!("{var} is not judged by the check (libpq {version} and later read it)");
         assert!(warnings.iter().any(|w| w.starts_with(&expected)), "{var}: {warnings:?}");
     }
-    let honoured = ["PGSSLNEGOTIATION", "PGREQUIREAUTH", "PGSSLCERTMODE"];
+    let honoured = ["PGSSLNEGOTIATION", "PGREQUIREAUTH", "PGSSLCERTMODE", "PROTOCOLVERSION"];
     assert!(!warnings.iter().any(|w| honoured.iter().any(|var| w.contains(var))), "{warnings:?}");
 }
 

@@ -283,6 +283,33 @@ pub struct Options {
     #[arg(long, env = "LAUNCHER_DRIVER", value_enum, value_name = "NAME", value_delimiter = ',')]
     pub driver: Vec<crate::drivers::Driver>,
 
+    /// Stay as the app's parent instead of exec'ing it: forward signals, reap zombies, exit with
+    /// the app's status; renew the lease and the Vault token at about 2/3 of their TTL; when the
+    /// credentials change or can no longer be extended, fetch and check the new ones, then apply
+    /// --on-change. See "Supervising" in the README.
+    #[arg(long, env = "LAUNCHER_SUPERVISE", value_parser = BoolishValueParser::new())]
+    pub supervise: bool,
+
+    /// With --supervise, what a change of credentials does: `restart` (the default: SIGTERM,
+    /// --stop-timeout, SIGKILL, start again), `passfile` (rewrite the .pgpass in place; needs
+    /// --password-via passfile and the same user), `signal:NAME` (rewrite the files in place and
+    /// send NAME) or `exit` (stop the app and exit 75, for an orchestrator to restart).
+    #[arg(long, env = "LAUNCHER_ON_CHANGE", value_name = "ACTION", value_parser = OnChange::parse)]
+    #[serde(with = "on_change")]
+    pub on_change: Option<OnChange>,
+
+    /// With --supervise, how long the app has to exit after SIGTERM before SIGKILL [default: 10s].
+    #[arg(long, env = "LAUNCHER_STOP_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "duration")]
+    pub stop_timeout: Option<Duration>,
+
+    /// With --supervise, how often secrets without a lease (KV, static roles, AWS, files) are
+    /// read again to notice a change [default: 5m]; a static role is also read again when Vault
+    /// says it rotates.
+    #[arg(long, env = "LAUNCHER_REFRESH", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "duration")]
+    pub refresh: Option<Duration>,
+
     /// Log lines as `human` text or one JSON object per line.
     #[arg(long, env = "LAUNCHER_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -294,6 +321,76 @@ pub struct Options {
     /// Only warnings and errors on stderr.
     #[arg(long, short, env = "LAUNCHER_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
+}
+
+/// What `--supervise` does when the credentials change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Stop the app and start it again with the new environment.
+    Restart,
+    /// Rewrite the `.pgpass` (and the other files) in place; libpq reads it at each new connection.
+    Passfile,
+    /// Rewrite the files in place and send the app this signal.
+    Signal(nix::sys::signal::Signal),
+    /// Stop the app and exit 75.
+    Exit,
+}
+
+impl OnChange {
+    /// `restart`, `passfile`, `exit` or `signal:NAME` (`signal:HUP`, `signal:SIGUSR1`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "restart" => Ok(Self::Restart),
+            "passfile" => Ok(Self::Passfile),
+            "exit" => Ok(Self::Exit),
+            _ => {
+                let Some(name) = text.strip_prefix("signal:") else {
+                    return Err(format!("\"{text}\": use restart, passfile, signal:NAME or exit"));
+                };
+                let upper = name.to_ascii_uppercase();
+                let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+                full.parse::<nix::sys::signal::Signal>()
+                    .ok()
+                    .filter(|s| !matches!(s, nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP))
+                    .map(Self::Signal)
+                    .ok_or_else(|| format!("\"{name}\" is not a signal the app can catch (e.g. HUP, USR1)"))
+            }
+        }
+    }
+
+    /// The text [`OnChange::parse`] reads back.
+    #[must_use]
+    pub fn name(self) -> String {
+        match self {
+            Self::Restart => "restart".into(),
+            Self::Passfile => "passfile".into(),
+            Self::Exit => "exit".into(),
+            Self::Signal(s) => format!("signal:{}", s.as_str().trim_start_matches("SIG")),
+        }
+    }
+}
+
+/// `--on-change` in the configuration file, written as on the command line.
+mod on_change {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::OnChange;
+
+    // serde's `with` hands the field by reference: `&Option<_>` is its signature, not a choice.
+    #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)]
+    pub(super) fn serialize<S: Serializer>(value: &Option<OnChange>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_str(&v.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OnChange>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => OnChange::parse(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 /// `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.

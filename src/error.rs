@@ -20,7 +20,8 @@ pub enum Exit {
     Software,
     /// 73: a runtime file or directory could not be created safely.
     CantCreate,
-    /// 75: still unreachable when `--wait` ran out.
+    /// 75: still unreachable when `--wait` ran out; or, with `--supervise --on-change exit`, the
+    /// credentials changed and the app was stopped for an orchestrator to restart.
     TempFail,
     /// 76: a TLS certificate was refused: the database server's (what libpq would refuse) or the
     /// secret store's.
@@ -70,7 +71,7 @@ impl Exit {
             Self::Unavailable => "store or database unreachable",
             Self::Software => "internal error",
             Self::CantCreate => "runtime file or directory",
-            Self::TempFail => "still unreachable when --wait ran out",
+            Self::TempFail => "still unreachable when --wait ran out; --on-change exit: credentials changed",
             Self::Tls => "TLS certificate refused",
             Self::NoPerm => "permission or authentication denied",
             Self::Config => "configuration",

@@ -1,7 +1,8 @@
 //! Becoming the app: `execve` through std (which restores the signal mask and `SIGPIPE`), same
 //! PID, so signals reach the app directly and its exit status is the container's or unit's.
 //! The program is looked up before anything is fetched ([`resolve`]), as `execvp` will look it
-//! up, so that a typo costs no login and no lease.
+//! up, so that a typo costs no login and no lease. With `--supervise` the program is started as
+//! a child instead ([`spawn`]), with the same environment and the same proof required.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
@@ -63,5 +64,26 @@ pub fn exec(program: &[OsString], env: &ChildEnv, _checked: &Checked) -> Error {
     match error.kind() {
         kind @ (std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => failure(name, kind),
         _ => Error::new(Exit::NotExecutable, error).context(format!("{}: cannot execute", name.to_string_lossy())),
+    }
+}
+
+/// Starts `program` as a child with `env` (`--supervise`). Requires proof that the connection
+/// check passed. std resets the signal mask and `SIGPIPE` in the child, as for [`exec`]; the
+/// launcher's caught signals go back to their defaults with the `execve`.
+pub fn spawn(program: &[OsString], env: &ChildEnv, _checked: &Checked) -> Result<nix::unistd::Pid, Error> {
+    let Some((name, args)) = program.split_first() else {
+        return Err(Error::msg(Exit::Usage, "no program given after --"));
+    };
+    crate::harden::restore_for_exec();
+    let spawned = Command::new(name).args(args).env_clear().envs(env.pairs()).spawn();
+    crate::harden::lower_core_limit();
+    match spawned {
+        // The handle is let go without waiting: the supervisor reaps every child itself
+        // (`waitpid(-1)`), the app included.
+        Ok(child) => Ok(nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a PID fits an i32"))),
+        Err(e) => match e.kind() {
+            kind @ (std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => Err(failure(name, kind)),
+            _ => Err(Error::new(Exit::NotExecutable, e).context(format!("{}: cannot execute", name.to_string_lossy()))),
+        },
     }
 }

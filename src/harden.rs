@@ -3,6 +3,8 @@
 //!
 //! Dumpability is reset by `execve` for the app; resource limits are not, so the app's original
 //! core limit is put back just before the exec ([`restore_for_exec`]).
+//!
+//! A launcher that stays (`--supervise`) also locks what it holds against swap ([`lock_memory`]).
 
 use std::sync::OnceLock;
 
@@ -24,6 +26,30 @@ pub fn apply() {
             }
         }
         Err(e) => crate::log::warn(format!("could not read the core-dump size limit: {e}")),
+    }
+}
+
+/// Locks the pages the process has now, and those of its present mappings as they are touched,
+/// in memory (`mlockall(MCL_CURRENT | MCL_ONFAULT)`): what `--supervise` holds for renewal (the
+/// Vault token) is never written to swap. Not `MCL_FUTURE`: under a low `RLIMIT_MEMLOCK` a later
+/// allocation would fail and take the app's supervisor down. Says why when the kernel refuses
+/// (without `CAP_IPC_LOCK` the whole mapped size must fit the limit); not fatal.
+pub fn lock_memory() {
+    let flags =
+        nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::from_bits_retain(libc::MCL_ONFAULT);
+    match nix::sys::mman::mlockall(flags) {
+        Ok(()) => crate::log::debug("memory locked against swap"),
+        Err(e) => crate::log::warn(format!(
+            "could not lock the supervisor's memory against swap ({e}): give it CAP_IPC_LOCK or a higher \
+             RLIMIT_MEMLOCK (LimitMEMLOCK=, --ulimit memlock=), or run without swap"
+        )),
+    }
+}
+
+/// Sets the core-dump limit back to 0 after a child was started with the original one.
+pub fn lower_core_limit() {
+    if let Some((_, hard)) = ORIGINAL_CORE_LIMIT.get() {
+        let _ = setrlimit(Resource::RLIMIT_CORE, 0, *hard);
     }
 }
 

@@ -27,7 +27,11 @@ pub fn check(plan: &Plan, lease: Lease) -> Result<LeaseInfo, Error> {
         "lease {}: {}s, {}{token_note}",
         lease.id,
         lease.ttl.as_secs(),
-        if lease.renewable { "renewable (the launcher does not renew after exec)" } else { "not renewable" }
+        match (lease.renewable, plan.supervise.is_some()) {
+            (true, true) => "renewable (renewed while supervising)",
+            (true, false) => "renewable (the launcher does not renew after exec)",
+            (false, _) => "not renewable",
+        }
     ));
     if let Some(min) = plan.min_ttl.filter(|min| effective < *min) {
         return Err(Error::msg(

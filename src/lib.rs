@@ -4,7 +4,8 @@
 //!
 //! The flow runs one way, a stage a module: [`cli`] → [`plan`] (with [`libpq`]) → [`fetch`]
 //! (through [`sources`]) → [`materialize`] → [`env`] → [`check`] → [`exec`]; [`wait`] retries an
-//! attempt, [`signals`] stops one cleanly, [`report`] prints what `check` saw.
+//! attempt, [`signals`] stops one cleanly, [`report`] prints what `check` saw. With
+//! `--supervise`, [`supervise`] takes the exec's place and runs the stages again on a change.
 #![forbid(unsafe_code)]
 
 pub mod check;
@@ -24,6 +25,7 @@ pub mod plan;
 pub mod report;
 pub mod signals;
 pub mod sources;
+pub mod supervise;
 pub mod target;
 pub mod tls;
 pub mod wait;
@@ -43,7 +45,7 @@ use crate::sources::Sources;
 use crate::target::Target;
 
 /// What this run is for.
-enum Mode {
+pub(crate) enum Mode {
     /// Fetch, check, exec the program.
     Launch(Vec<OsString>),
     /// Fetch and check; print the report.
@@ -70,8 +72,9 @@ impl Mode {
     }
 }
 
-/// Runs the parsed command line. Returns only on failure when launching (success is the exec).
-pub fn run(cli: Cli) -> Result<(), Error> {
+/// Runs the parsed command line: the exit status, which is the app's own with `--supervise`.
+/// Returns only on failure when launching otherwise (success is the exec).
+pub fn run(cli: Cli) -> Result<u8, Error> {
     let (mut options, mode) = match cli.command {
         None => (cli.options, Mode::Launch(cli.program)),
         Some(Command::Check { options, output }) => (options, Mode::Check(output)),
@@ -79,12 +82,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "launcher", &mut out);
-            return std::io::stdout().lock().write_all(&out).exit(Exit::Software);
+            return std::io::stdout().lock().write_all(&out).exit(Exit::Software).map(|()| 0);
         }
         Some(Command::Man) => {
             let mut out = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out).exit(Exit::Software)?;
-            return std::io::stdout().lock().write_all(&out).exit(Exit::Software);
+            return std::io::stdout().lock().write_all(&out).exit(Exit::Software).map(|()| 0);
         }
     };
     let json_report = matches!(mode, Mode::Check(OutputFormat::Json));
@@ -108,15 +111,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 /// Everything up to the exec: the target, the files, the app's environment, and the check's
-/// proof (except for `env`).
-struct Ready {
-    target: Target,
-    runtime_dir: Option<RuntimeDir>,
-    child: ChildEnv,
-    checked: Option<Checked>,
+/// proof (except for `env`); for `--supervise`, the lease and what the secrets held.
+pub(crate) struct Ready {
+    pub(crate) target: Target,
+    pub(crate) runtime_dir: Option<RuntimeDir>,
+    pub(crate) child: ChildEnv,
+    pub(crate) checked: Option<Checked>,
+    pub(crate) lease: Option<launcher_core::Lease>,
+    pub(crate) version: fetch::Version,
 }
 
-async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
+async fn launch(plan: Plan, mode: Mode) -> Result<u8, Error> {
     let signals = Signals::install()?;
     if let Mode::Launch(program) = &mode {
         // A typo in the command costs no login, no lease and no database user.
@@ -137,12 +142,12 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
                 log::info(format!("the files it names are in {}: remove it when done", dir.path().display()));
                 dir.keep();
             }
-            print(&text)
+            print(&text).map(|()| 0)
         }
         (Mode::Check(format), Some(checked)) => {
             drop(ready.runtime_dir);
             checked.report().warnings.iter().for_each(log::warn);
-            print(&report::render(checked.report(), format)?)
+            print(&report::render(checked.report(), format)?).map(|()| 0)
         }
         (Mode::Launch(program), Some(checked)) => {
             checked.report().warnings.iter().for_each(log::warn);
@@ -152,6 +157,10 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
             if let Some(caught) = signals.pending() {
                 signals::bounded(caught, sources.abandon(caught.name())).await;
                 return Err(caught.error());
+            }
+            if plan.supervise.is_some() {
+                let first = supervise::Generation::new(sources, ready.runtime_dir, ready.lease, ready.version);
+                return supervise::run(&plan, &program, first, child, &checked, &attempts).await;
             }
             drop(sources);
             // Held across the exec: the files stay for the app, or go if the exec fails.
@@ -165,7 +174,7 @@ async fn launch(plan: Plan, mode: Mode) -> Result<(), Error> {
 /// One attempt: fetch, write the files, build the app's environment and (unless `env`) check
 /// the connection once. On failure, or once `check` is done, what the stores issued is revoked.
 /// A signal lets store requests in flight finish, stops the check, and revokes.
-async fn attempt(
+pub(crate) async fn attempt(
     plan: &Plan,
     mode: &Mode,
     signals: &Signals,
@@ -194,7 +203,9 @@ async fn attempt(
         // check runs, not before: on a slow link that is a round trip off the time to exec. The
         // revocation is never cut short (a signal stops the check only), and must succeed.
         Ok(fetched) => {
-            let finish = sources.finish(fetched.lease.is_some());
+            // A supervisor keeps its login: it renews it and reads with it again.
+            let supervising = plan.supervise.is_some() && matches!(mode, Mode::Launch(_));
+            let finish = sources.finish(fetched.lease.is_some() || supervising);
             let used = signals.abort_on(Box::pin(use_fetched(plan, fetched, openssl, mode.reader())));
             let (ready, finished) = futures_util::future::join(used, finish).await;
             ready.and_then(|ready| finished.map(|()| ready))
@@ -228,7 +239,8 @@ async fn use_fetched(
     openssl: Option<tls::Pending>,
     reader: Reader,
 ) -> Result<Ready, Error> {
-    let fetch::Fetched { target, ca, lease, client } = fetched;
+    let fetch::Fetched { target, ca, lease, client, version } = fetched;
+    let held = lease.clone();
     let lease = lease.map(|l| lease::check(plan, l)).transpose()?;
     let files = materialize::write(plan, &target, ca, client, reader)?;
     // The app's environment before the check, so that its warnings are said (and reported by
@@ -240,7 +252,7 @@ async fn use_fetched(
         Some(openssl) => Some(check_connection(plan, &target, &files, openssl).await?),
         None => None,
     };
-    Ok(Ready { target, runtime_dir: files.runtime_dir, child, checked })
+    Ok(Ready { target, runtime_dir: files.runtime_dir, child, checked, lease: held, version })
 }
 
 /// The check stage: one connection, with the client certificate issued or the one libpq would

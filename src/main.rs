@@ -3,6 +3,12 @@
 
 use std::process::ExitCode;
 
+/// Every heap allocation is zeroed when freed, so that what a secret passed through (an HTTP
+/// answer, a JSON string, the app's environment block) is not left in memory after its owner
+/// is gone: `--supervise` stays beside the app.
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> = zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 use clap::Parser;
 use launcher::cli::Cli;
 use launcher::error::Exit;
@@ -23,7 +29,7 @@ fn main() -> ExitCode {
         launcher::log::error(format!("internal error{place}; please report it"));
     }));
     match std::panic::catch_unwind(|| launcher::run(cli)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(e)) => {
             launcher::log::error(&e);
             ExitCode::from(e.exit().code())

@@ -162,8 +162,62 @@ pub struct Plan {
     pub expiry_warning_days: u32,
     /// `--driver`: the app's drivers, whose verdicts the check gives too (empty: warn for all).
     pub drivers: Vec<crate::drivers::Driver>,
+    /// `--supervise`, with its settings.
+    pub supervise: Option<Supervise>,
     /// The inherited environment.
     pub env: ParentEnv,
+}
+
+/// `--supervise`'s settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervise {
+    /// `--on-change`.
+    pub on_change: crate::cli::OnChange,
+    /// `--stop-timeout`.
+    pub stop_timeout: Duration,
+    /// `--refresh`.
+    pub refresh: Duration,
+}
+
+impl Supervise {
+    /// The settings, checked against how the password reaches the app: a change applied in place
+    /// must be able to reach it through a file.
+    fn new(options: &Options) -> Result<Option<Self>, Error> {
+        use crate::cli::OnChange;
+        let on_change = options.on_change;
+        if !options.supervise {
+            if let Some(flag) = [
+                on_change.map(|_| "--on-change"),
+                options.stop_timeout.map(|_| "--stop-timeout"),
+                options.refresh.map(|_| "--refresh"),
+            ]
+            .into_iter()
+            .flatten()
+            .next()
+            {
+                return Err(Error::msg(Exit::Usage, format!("{flag} goes with --supervise")));
+            }
+            return Ok(None);
+        }
+        let on_change = on_change.unwrap_or(OnChange::Restart);
+        if matches!(on_change, OnChange::Passfile | OnChange::Signal(_))
+            && options.password_via != Some(crate::cli::PasswordVia::Passfile)
+        {
+            return Err(Error::msg(
+                Exit::Usage,
+                format!(
+                    "--on-change {}: needs --password-via passfile (a password in the app's environment cannot be \
+                     changed without a restart)",
+                    on_change.name()
+                ),
+            ));
+        }
+        let refresh = options.refresh.unwrap_or(Duration::from_mins(5));
+        if refresh < Duration::from_secs(1) {
+            return Err(Error::msg(Exit::Usage, "--refresh: at least 1s"));
+        }
+        Ok(Some(Self { on_change, stop_timeout: options.stop_timeout.unwrap_or(Duration::from_secs(10)), refresh }))
+    }
 }
 
 fn reference(flag: &str, text: &str) -> Result<Reference, Error> {
@@ -266,6 +320,7 @@ impl Plan {
             export_lease: options.export_lease,
             expiry_warning_days: options.expiry_warning.unwrap_or(30),
             drivers: options.driver.clone(),
+            supervise: Supervise::new(options)?,
             env,
         })
     }

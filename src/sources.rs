@@ -25,6 +25,8 @@ trait Provider: Send + Sync {
     ) -> Boxed<'a, Result<(Document, Option<Lease>), SourceError>>;
     fn finish(&self, lease_held: bool) -> Boxed<'_, Result<Vec<String>, SourceError>>;
     fn abandon(&self) -> Boxed<'_, Abandoned>;
+    fn renew_lease<'a>(&'a self, lease: &'a Lease) -> Boxed<'a, Result<std::time::Duration, SourceError>>;
+    fn renew_login(&self) -> Boxed<'_, Result<Option<std::time::Duration>, SourceError>>;
 }
 
 impl<T: SecretSource + Send + Sync> Provider for T {
@@ -49,6 +51,14 @@ impl<T: SecretSource + Send + Sync> Provider for T {
 
     fn abandon(&self) -> Boxed<'_, Abandoned> {
         Box::pin(SecretSource::abandon(self))
+    }
+
+    fn renew_lease<'a>(&'a self, lease: &'a Lease) -> Boxed<'a, Result<std::time::Duration, SourceError>> {
+        Box::pin(SecretSource::renew_lease(self, lease))
+    }
+
+    fn renew_login(&self) -> Boxed<'_, Result<Option<std::time::Duration>, SourceError>> {
+        Box::pin(SecretSource::renew_login(self))
     }
 }
 
@@ -171,6 +181,23 @@ impl Sources {
             provider.finish(lease_held).await?.iter().for_each(crate::log::info);
         }
         Ok(())
+    }
+
+    /// Extends the lease of what `reference` read (`--supervise`): its TTL from now.
+    pub async fn renew_lease(&self, reference: &Reference, lease: &Lease) -> Result<std::time::Duration, Error> {
+        Ok(self.provider(reference)?.renew_lease(lease).await.map_err(|e| self.explained(e))?)
+    }
+
+    /// Extends every token the sources read with (`--supervise`): the shortest TTL left, `None`
+    /// when none expires.
+    pub async fn renew_login(&self) -> Result<Option<std::time::Duration>, Error> {
+        let mut shortest: Option<std::time::Duration> = None;
+        for provider in &self.providers {
+            if let Some(ttl) = provider.renew_login().await.map_err(|e| self.explained(e))? {
+                shortest = Some(shortest.map_or(ttl, |s| s.min(ttl)));
+            }
+        }
+        Ok(shortest)
     }
 
     /// Called when a launch fails, is stopped, or a check is done (`why`, for the log): each

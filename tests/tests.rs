@@ -22,3 +22,4 @@ mod image;
 mod oracle;
 mod pki;
 mod ship;
+mod supervise;

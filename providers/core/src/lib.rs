@@ -51,6 +51,19 @@ pub trait SecretSource {
         async { Ok(Vec::new()) }
     }
 
+    /// Extends `lease` (`--supervise`): returns its TTL from now, shorter than the lease's own
+    /// when the store's maximum is near. Only sources that give leases are asked.
+    fn renew_lease(&self, lease: &Lease) -> impl Future<Output = Result<std::time::Duration, SourceError>> + Send {
+        let problem = format!("lease {}: this source does not renew leases", lease.id);
+        async move { Err(SourceError::Config { reference: "renewal".into(), problem }) }
+    }
+
+    /// Extends the token the source reads with (`--supervise`): its TTL from now, or `None`
+    /// when it has none that expires (a root token, a source without tokens).
+    fn renew_login(&self) -> impl Future<Output = Result<Option<std::time::Duration>, SourceError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Called when a launch fails, is stopped, or will not use what it was issued (a finished
     /// `launcher check`): revoke everything this launch was issued.
     fn abandon(&self) -> impl Future<Output = Abandoned> + Send {

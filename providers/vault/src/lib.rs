@@ -285,6 +285,39 @@ impl SecretSource for VaultSource {
         done
     }
 
+    /// `sys/leases/renew/ID` with the lease's own increment: Vault caps the answer at what the
+    /// role's `max_ttl` (and the token the lease hangs on) leaves.
+    async fn renew_lease(&self, lease: &Lease) -> Result<Duration, SourceError> {
+        let reference = Reference::parse(&format!("vault:sys/leases/renew/{}", lease.id))
+            .map_err(|e| SourceError::Config { reference: "vault:sys/leases/renew".into(), problem: e.to_string() })?;
+        let answer = raw::put_whole(&self.client, &self.index, format!("sys/leases/renew/{}", lease.id))
+            .await
+            .map_err(|e| self.map_error(e, &reference))?;
+        let seconds = answer.get("lease_duration").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        Ok(Duration::from_secs(seconds))
+    }
+
+    /// `auth/token/renew-self` for a token that expires and may be renewed; a token that
+    /// expires but may not be renewed answers with what it has left.
+    async fn renew_login(&self) -> Result<Option<Duration>, SourceError> {
+        let reference = Reference::parse("vault:auth/token/renew-self").expect("static reference");
+        let token = get(&self.client, &self.index, "auth/token/lookup-self".to_owned())
+            .await
+            .map_err(|e| self.map_error(e, &reference))?;
+        let ttl = token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if ttl == 0 {
+            return Ok(None);
+        }
+        if !token.get("renewable").and_then(serde_json::Value::as_bool).unwrap_or(false) {
+            return Ok(Some(Duration::from_secs(ttl)));
+        }
+        let answer = raw::put_whole(&self.client, &self.index, "auth/token/renew-self".to_owned())
+            .await
+            .map_err(|e| self.map_error(e, &reference))?;
+        let seconds = answer.pointer("/auth/lease_duration").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        Ok(Some(Duration::from_secs(seconds)))
+    }
+
     async fn fetch(&self, reference: &Reference) -> Result<Document, SourceError> {
         if reference.scheme() == launcher_core::Scheme::VaultPki {
             return self.pki_ca_chain(reference).await;

@@ -53,6 +53,12 @@ pub(crate) async fn put(client: &VaultClient, index: &Index, path: String) -> Re
     send(client, index, Raw { path, method: rustify::enums::RequestMethod::PUT }).await.map(|_| ())
 }
 
+/// One `PUT` with no body, returning the whole answer (a renewal's new lease or token TTL).
+pub(crate) async fn put_whole(client: &VaultClient, index: &Index, path: String) -> Result<serde_json::Value, Failure> {
+    let (answer, watch) = send(client, index, Raw { path, method: rustify::enums::RequestMethod::PUT }).await?;
+    answer.parse().map_err(|e| watch.failure(ClientError::from(e)))
+}
+
 /// The fields of the newest version of a KV v2 secret, as `vault kv get` reads them.
 pub(crate) async fn kv2_read(
     client: &VaultClient,

@@ -1,0 +1,421 @@
+//! Issue 18: `--supervise`. The app runs as the launcher's child: signals reach it, its status
+//! is the launcher's, orphans are reaped; leases and tokens are renewed, and a change of
+//! credentials (a lease at its max TTL, a new KV version, a rotated password) is fetched,
+//! checked and applied while the real PostgreSQL and OpenBao serve.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Fixture, bao::ROOT_TOKEN, canary, launcher, services, unique};
+
+/// A shell script `name` in `home` running `body` (psql is `$PSQL`).
+fn script(home: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = home.join(name);
+    let psql = support::pg::psql();
+    std::fs::write(&path, format!("#!/bin/sh\nPSQL={}\n{body}\n", psql.display())).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// An app that opens a fresh connection every `pause` and logs, one line each, its own PID,
+/// `ok` and the user it connected as, or `fail`. A refused connection is tried once more
+/// after 0.7 s (`retried`), as a pool does.
+fn connecting_app(home: &Path, log: &Path, pause: &str) -> PathBuf {
+    script(
+        home,
+        "app.sh",
+        &format!(
+            "while :; do\n\
+             if u=$($PSQL -XAtqc 'select current_user' 2>/dev/null); then echo \"$$ ok $u\" >> {log}\n\
+             else sleep 1; if u=$($PSQL -XAtqc 'select current_user' 2>/dev/null); then echo \"$$ retried $u\" >> {log}\n\
+             else echo \"$$ fail\" >> {log}; fi; fi\n\
+             sleep {pause}\ndone",
+            log = log.display()
+        ),
+    )
+}
+
+/// The log's lines as (app PID, outcome, user).
+fn connections(log: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut parts = l.split(' ').map(str::to_owned);
+            (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+        })
+        .collect()
+}
+
+fn distinct<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = items.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Sends `signal` to `child` (the launcher) and returns its exit code and stderr.
+fn stop(mut child: Child, signal: &str) -> (i32, String) {
+    support::run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the launcher did not exit after SIG{signal}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The `database/` engine's connection `pgsup` (users `sup-…`) and role `sup`: 3 s leases, at
+/// most 8 s.
+fn supervised_engine() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    crate::dynamic::database_engine();
+    DONE.get_or_init(|| {
+        let s = services();
+        crate::dynamic::database_connection(
+            &s.bao,
+            "pgsup",
+            "supadmin",
+            &serde_json::json!({"allowed_roles": "sup", "username_template": "sup-{{random 12}}"}),
+        );
+        let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+        s.bao.api(
+            "POST",
+            "/v1/database/roles/sup",
+            Some(&serde_json::json!({"db_name": "pgsup", "creation_statements": [create],
+                "default_ttl": "3s", "max_ttl": "8s"})),
+        );
+    });
+}
+
+#[test]
+fn dynamic_credentials_outlive_their_max_ttl_under_two_or_more_users_and_nothing_is_left() {
+    supervised_engine();
+    let s = services();
+    let home = support::home(&unique("sup-dyn"));
+    let log = home.join("connections.log");
+    let app = connecting_app(&home, &log, "1");
+    let mut cmd = launcher(&home);
+    cmd.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
+        "--supervise",
+        "--credentials",
+        "vault:database/creds/sup",
+        "--ca",
+        &format!("file:{}", s.certs.ca.display()),
+        "--host",
+        "localhost",
+        "--port",
+        &s.pg.port.to_string(),
+        "--dbname",
+        "postgres",
+        "--",
+    ]);
+    let child = cmd.arg(&app).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(20));
+    let (code, stderr) = stop(child, "TERM");
+    // The app (sh) was ended by the SIGTERM forwarded to it: 128 + 15, as a shell reports it.
+    assert_eq!(code, 143, "{stderr}");
+    let seen = connections(&log);
+    assert!(seen.len() >= 15, "a connection a second for 20 s: {seen:?}\n{stderr}");
+    assert!(seen.iter().all(|(_, outcome, _)| outcome == "ok"), "every connection succeeds: {seen:?}\n{stderr}");
+    let users = distinct(seen.iter().map(|c| c.2.clone()));
+    let pids = distinct(seen.iter().map(|c| c.0.clone()));
+    assert!(users.len() >= 2, "two successive database users at least: {users:?}\n{stderr}");
+    assert!(users.iter().all(|u| u.starts_with("sup-")), "{users:?}");
+    assert!(pids.len() >= users.len(), "a new app per change: {pids:?} for {users:?}\n{stderr}");
+    assert!(stderr.contains("reaches its max TTL"), "{stderr}");
+    assert!(stderr.contains("renewed lease database/creds/sup/"), "{stderr}");
+    // Every lease revoked (the last at exit), and with them the users.
+    let listed = s.bao.request("LIST", "/v1/sys/leases/lookup/database/creds/sup/", Some(ROOT_TOKEN), None);
+    let leases: Vec<String> = listed
+        .and_then(|(_, text)| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["data"]["keys"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    assert!(leases.is_empty(), "leases left: {leases:?}\n{stderr}");
+    let roles = s.pg.sql("select count(*) from pg_roles where rolname like 'sup-%'");
+    assert_eq!(roles.trim(), "0", "database users left\n{stderr}");
+}
+
+/// A KV-backed launch under `--supervise`, reading again every second, with `extra` options.
+fn kv_supervised(f: &Fixture, app: &Path, extra: &[&str]) -> Child {
+    f.launcher()
+        .args(["--supervise", "--refresh", "1s"])
+        .args(extra)
+        .arg("--")
+        .arg(app)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the log has a line by `user`.
+fn wait_for_user(log: &Path, user: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !connections(log).iter().any(|c| c.2 == user) {
+        assert!(child.try_wait().unwrap().is_none(), "the launcher exited");
+        assert!(Instant::now() < deadline, "no connection as {user}: {:?}", connections(log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_new_kv_version_restarts_the_app_with_it() {
+    let f = Fixture::new();
+    let s = services();
+    let log = f.home.join("connections.log");
+    let app = connecting_app(&f.home, &log, "0.3");
+    let mut child = kv_supervised(&f, &app, &[]);
+    wait_for_user(&log, &f.role, &mut child);
+    // A new version naming another user.
+    let (role, password) = (unique("app"), canary());
+    s.pg.create_role(&role, &password);
+    s.bao.put_kv2(
+        &f.kv_path,
+        &serde_json::json!({
+            "username": role, "password": password, "host": "localhost",
+            "port": s.pg.port.to_string(), "dbname": "postgres",
+            "ca_pem": std::fs::read_to_string(&s.certs.ca).unwrap(),
+        }),
+    );
+    wait_for_user(&log, &role, &mut child);
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(!stderr.contains(&password) && !stderr.contains(&f.password), "{stderr}");
+    let seen = connections(&log);
+    assert!(seen.iter().all(|c| c.1 == "ok"), "{seen:?}\n{stderr}");
+    let before: Vec<_> = seen.iter().filter(|c| c.2 == f.role).map(|c| &c.0).collect();
+    let after: Vec<_> = seen.iter().filter(|c| c.2 == role).map(|c| &c.0).collect();
+    assert!(before.iter().all(|p| !after.contains(p)), "restarted: a new PID\n{seen:?}");
+    assert!(stderr.contains("the secrets changed"), "{stderr}");
+}
+
+#[test]
+fn a_rotated_password_is_written_into_the_passfile_and_the_app_runs_on() {
+    let f = Fixture::new();
+    let s = services();
+    let log = f.home.join("connections.log");
+    let app = connecting_app(&f.home, &log, "0.3");
+    let mut child = kv_supervised(&f, &app, &["--password-via", "passfile", "--on-change", "passfile"]);
+    wait_for_user(&log, &f.role, &mut child);
+    let first = connections(&log).len();
+    // The password rotated: the store first, then the database (a change that fails its check
+    // is not applied, and is tried again).
+    let password = canary();
+    s.bao.put_kv2(
+        &f.kv_path,
+        &serde_json::json!({
+            "username": f.role, "password": password, "host": "localhost",
+            "port": s.pg.port.to_string(), "dbname": "postgres",
+            "ca_pem": std::fs::read_to_string(&s.certs.ca).unwrap(),
+        }),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    s.pg.sql(&format!("ALTER ROLE \"{}\" PASSWORD '{}'", f.role, password.replace('\'', "''")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connections(&log).len() < first + 20 {
+        assert!(Instant::now() < deadline, "{:?}", connections(&log));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(!stderr.contains(&password) && !stderr.contains(&f.password), "{stderr}");
+    let seen = connections(&log);
+    assert_eq!(distinct(seen.iter().map(|c| c.0.clone())).len(), 1, "the same app throughout: {seen:?}");
+    assert!(stderr.contains("written in place"), "{stderr}");
+    // The last connections use the new password from the rewritten .pgpass.
+    assert!(seen.iter().rev().take(5).all(|c| c.1 == "ok"), "{seen:?}\n{stderr}");
+}
+
+#[test]
+fn a_static_role_rotating_every_5s_is_followed_in_the_passfile_by_the_same_app() {
+    crate::dynamic::database_engine();
+    let s = services();
+    let (user, role) = (unique("rot"), unique("rot"));
+    s.pg.create_role(&user, &canary());
+    s.bao.api(
+        "POST",
+        &format!("/v1/database/static-roles/{role}"),
+        Some(&serde_json::json!({"db_name": "pg", "username": user, "rotation_period": "5s"})),
+    );
+    let home = support::home(&unique("sup-rot"));
+    let log = home.join("connections.log");
+    let app = connecting_app(&home, &log, "0.3");
+    let mut cmd = launcher(&home);
+    cmd.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
+        "--supervise",
+        "--password-via",
+        "passfile",
+        "--on-change",
+        "passfile",
+        "--credentials",
+        &format!("vault:database/static-creds/{role}"),
+        "--ca",
+        &format!("file:{}", s.certs.ca.display()),
+        "--host",
+        "localhost",
+        "--port",
+        &s.pg.port.to_string(),
+        "--dbname",
+        "postgres",
+        "--",
+    ]);
+    let child = cmd.arg(&app).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(20));
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    let seen = connections(&log);
+    assert!(seen.len() >= 30, "{seen:?}\n{stderr}");
+    assert_eq!(distinct(seen.iter().map(|c| c.0.clone())).len(), 1, "the same app throughout: {seen:?}");
+    assert!(seen.iter().all(|c| c.1 != "fail" && c.2 == user), "every connection succeeds: {seen:?}\n{stderr}");
+    let rotations = stderr.matches("written in place").count();
+    assert!(rotations >= 2, "two rotations followed at least: {rotations}\n{stderr}");
+    let retried = seen.iter().filter(|c| c.1 == "retried").count();
+    eprintln!("static role: {} connections over {rotations} rotations, {retried} needed the retry", seen.len());
+}
+
+/// An app that prints its PID, then runs `body`.
+fn announcing(home: &Path, body: &str) -> PathBuf {
+    script(home, "announcing.sh", &format!("echo $$\n{body}"))
+}
+
+/// Starts `app` under `--supervise` and returns the launcher and the app's PID.
+fn supervised(f: &Fixture, app: &Path) -> (Child, u32) {
+    let mut child = f
+        .launcher()
+        .arg("--supervise")
+        .arg("--")
+        .arg(app)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let pid = line.trim().parse().unwrap_or_else(|_| panic!("the app's PID, not {line:?}"));
+    (child, pid)
+}
+
+#[test]
+fn sigterm_reaches_the_app_and_its_status_is_the_launchers() {
+    let f = Fixture::new();
+    let app = announcing(&f.home, "trap 'exit 7' TERM\nwhile :; do sleep 0.1; done");
+    let (child, _) = supervised(&f, &app);
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 7, "{stderr}");
+    assert!(stderr.contains("forwarding SIGTERM"), "{stderr}");
+}
+
+#[test]
+fn an_app_killed_by_sigkill_makes_the_launcher_exit_137() {
+    let f = Fixture::new();
+    let app = announcing(&f.home, "while :; do sleep 0.1; done");
+    let (mut child, pid) = supervised(&f, &app);
+    support::run_ok(Command::new("kill").args(["-KILL", &pid.to_string()]));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+}
+
+/// The PIDs whose parent is `parent`, with their state letter.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let field = |name: &str| {
+                status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_default()
+            };
+            (field("PPid:") == parent.to_string()).then(|| (pid, field("State:")))
+        })
+        .collect()
+}
+
+#[test]
+fn orphans_of_the_app_come_to_the_launcher_and_are_reaped() {
+    let f = Fixture::new();
+    // A grandchild whose parent exits at once: it is orphaned, lives 1 s, then ends.
+    let app = announcing(&f.home, "sh -c 'sleep 1 & exit 0'\nwhile :; do sleep 0.1; done");
+    let (child, app_pid) = supervised(&f, &app);
+    let launcher_pid = child.id();
+    std::thread::sleep(Duration::from_millis(300));
+    let adopted: Vec<_> = children_of(launcher_pid).into_iter().filter(|(pid, _)| *pid != app_pid).collect();
+    assert!(!adopted.is_empty(), "the orphan is the launcher's child (a subreaper): {adopted:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let zombies: Vec<_> = children_of(launcher_pid).into_iter().filter(|(_, state)| state.starts_with('Z')).collect();
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+}
+
+/// The bytes of every readable mapping of `pid` (as root: the launcher is not dumpable, so
+/// only a privileged reader gets here at all).
+fn memory_of(pid: u32) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut all = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        let mut chunk = vec![0; usize::try_from(end - start).unwrap()];
+        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut chunk).is_ok() {
+            all.extend_from_slice(&chunk);
+        }
+    }
+    all
+}
+
+#[test]
+fn the_supervisor_holds_no_fetched_value_once_the_app_runs() {
+    let f = Fixture::new();
+    let app = announcing(&f.home, "while :; do sleep 0.1; done");
+    let (child, _) = supervised(&f, &app);
+    let pid = child.id();
+    // The app has started: the supervisor has dropped its environment.
+    std::thread::sleep(Duration::from_millis(300));
+    let memory = memory_of(pid);
+    assert!(memory.len() > 1_000_000, "read the supervisor's memory: {} bytes", memory.len());
+    // As the app got it, and as it came in Vault's JSON answer (its quote escaped): without the
+    // zeroing allocator the answer's freed buffers still hold the latter.
+    let escaped = serde_json::to_string(&f.password).unwrap();
+    let escaped = &escaped[1..escaped.len() - 1];
+    let found = [f.password.as_str(), escaped]
+        .iter()
+        .any(|needle| memory.windows(needle.len()).any(|w| w == needle.as_bytes()));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let in_environ = environ.windows(f.password.len()).any(|w| w == f.password.as_bytes());
+    let (code, stderr) = stop(child, "TERM");
+    assert!(!found, "the password is in the supervisor's memory");
+    assert!(!in_environ, "the password is in the supervisor's environment");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(!stderr.contains(&f.password), "{stderr}");
+}
+
+#[test]
+fn supervise_options_are_refused_where_they_cannot_work() {
+    let f = Fixture::new();
+    let run = support::Run::of(f.launcher().args(["--on-change", "restart", "--", "true"]));
+    run.assert_fails(64, "--on-change goes with --supervise");
+    let run = support::Run::of(f.launcher().args(["--supervise", "--on-change", "passfile", "--", "true"]));
+    run.assert_fails(64, "needs --password-via passfile");
+    let run = support::Run::of(f.launcher().args(["--supervise", "--on-change", "signal:KILL", "--", "true"]));
+    run.assert_fails(64, "is not a signal the app can catch");
+    // The app's own status is the launcher's.
+    let run = support::Run::of(f.launcher().args(["--supervise", "--", "sh", "-c", "exit 3"]));
+    assert_eq!(run.code, 3, "{run}");
+}

@@ -155,9 +155,11 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The launcher binary, with an environment holding nothing but what the test gives it.
+/// The launcher binary (cargo's, or `$LAUNCHER_TEST_BIN`: bench/failover runs the release build),
+/// with an environment holding nothing but what the test gives it.
 pub fn launcher(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_launcher"));
+    let bin = std::env::var_os("LAUNCHER_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_launcher").into());
+    let mut c = Command::new(bin);
     c.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("HOME", home).env("TMPDIR", home);
     c
 }

@@ -86,10 +86,12 @@ impl Signals {
                 _ = term.recv() => Which::Term,
                 _ = int.recv() => Which::Int,
                 _ = hup.recv() => Which::Hup,
+                // Nobody listens any more (a supervisor's change attempt is over).
+                () = tx.closed() => return,
             };
             let _ = tx.send(Some(Caught { signal: first, at: Instant::now() }));
             // Later signals are caught and ignored: the first one is already being acted on.
-            std::future::pending::<()>().await;
+            tx.closed().await;
             drop((term, int, hup));
         });
         Ok(Self { caught: rx })
@@ -106,7 +108,7 @@ impl Signals {
         let mut rx = self.caught.clone();
         match rx.wait_for(Option::is_some).await {
             Ok(caught) => caught.expect("waited for Some"),
-            // The sender lives as long as the runtime.
+            // The sender lives as long as any receiver.
             Err(_) => std::future::pending().await,
         }
     }

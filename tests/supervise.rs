@@ -282,6 +282,87 @@ fn a_static_role_rotating_every_5s_is_followed_in_the_passfile_by_the_same_app()
     eprintln!("static role: {} connections over {rotations} rotations, {retried} needed the retry", seen.len());
 }
 
+/// Writes a new version of `f`'s secret with a new password for the same user, and sets it in
+/// the database.
+fn rotate(f: &Fixture) -> String {
+    let s = services();
+    let password = canary();
+    s.pg.sql(&format!("ALTER ROLE \"{}\" PASSWORD '{}'", f.role, password.replace('\'', "''")));
+    s.bao.put_kv2(
+        &f.kv_path,
+        &serde_json::json!({
+            "username": f.role, "password": password, "host": "localhost",
+            "port": s.pg.port.to_string(), "dbname": "postgres",
+            "ca_pem": std::fs::read_to_string(&s.certs.ca).unwrap(),
+        }),
+    );
+    password
+}
+
+#[test]
+fn on_change_exit_stops_the_app_and_exits_75() {
+    let f = Fixture::new();
+    let marker = f.home.join("app-stopped");
+    let app =
+        announcing(&f.home, &format!("trap 'touch {}; exit 0' TERM\nwhile :; do sleep 0.1; done", marker.display()));
+    let mut child = f
+        .launcher()
+        .args(["--supervise", "--refresh", "1s", "--on-change", "exit", "--"])
+        .arg(&app)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let password = rotate(&f);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(marker.exists(), "the app was sent SIGTERM\n{stderr}");
+    assert!(!stderr.contains(&password), "{stderr}");
+}
+
+#[test]
+fn on_change_signal_rewrites_the_files_and_signals_the_same_app() {
+    let f = Fixture::new();
+    let log = f.home.join("signals.log");
+    // On SIGUSR1 the app connects with what its files now say.
+    let app = announcing(
+        &f.home,
+        &format!(
+            "trap 'echo \"$$ $($PSQL -XAtqc \"select 1\" 2>/dev/null || echo fail)\" >> {}' USR1\n\
+             while :; do sleep 0.1; done",
+            log.display()
+        ),
+    );
+    let (mut child, pid) = {
+        let mut child = f
+            .launcher()
+            .args(["--supervise", "--refresh", "1s", "--password-via", "passfile", "--on-change", "signal:USR1", "--"])
+            .arg(&app)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let pid: u32 = line.trim().parse().unwrap();
+        (child, pid)
+    };
+    rotate(&f);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the launcher exited");
+        assert!(Instant::now() < deadline, "the app got no SIGUSR1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(seen.trim(), format!("{pid} 1"), "the same app, connecting with the new password\n{stderr}");
+}
+
 /// An app that prints its PID, then runs `body`.
 fn announcing(home: &Path, body: &str) -> PathBuf {
     script(home, "announcing.sh", &format!("echo $$\n{body}"))

@@ -13,7 +13,7 @@ fn aws_secret_key() -> String {
 }
 
 /// The launcher with moto as its AWS endpoint and dummy static credentials.
-fn aws_launcher(name: &str, secret_key: &str) -> Command {
+pub fn aws_launcher(name: &str, secret_key: &str) -> Command {
     let mut c = launcher(&support::home(name));
     c.env("AWS_ENDPOINT_URL", &services().moto.endpoint)
         .env("AWS_ACCESS_KEY_ID", "AKIATESTING")
@@ -24,7 +24,7 @@ fn aws_launcher(name: &str, secret_key: &str) -> Command {
 }
 
 /// A role on the shared server and an RDS-shaped secret for it (port as given).
-fn rds_secret(port: &serde_json::Value) -> (String, String, String) {
+pub fn rds_secret(port: &serde_json::Value) -> (String, String, String) {
     let s = services();
     let role = unique("rds");
     let password = canary();
@@ -36,7 +36,7 @@ fn rds_secret(port: &serde_json::Value) -> (String, String, String) {
     (role, password, name)
 }
 
-fn ca_secret() -> String {
+pub fn ca_secret() -> String {
     let name = unique("ca/bundle");
     services().moto.create_string(&name, &std::fs::read_to_string(&services().certs.ca).unwrap());
     name

@@ -282,6 +282,38 @@ fn a_static_role_rotating_every_5s_is_followed_in_the_passfile_by_the_same_app()
     eprintln!("static role: {} connections over {rotations} rotations, {retried} needed the retry", seen.len());
 }
 
+#[test]
+fn a_new_aws_secret_version_restarts_the_app_with_it() {
+    let s = services();
+    let (role, _, name) = crate::aws::rds_secret(&serde_json::json!(s.pg.port));
+    let ca = crate::aws::ca_secret();
+    let home = support::home(&unique("sup-aws"));
+    let log = home.join("connections.log");
+    let app = connecting_app(&home, &log, "0.3");
+    let mut child = crate::aws::aws_launcher(&unique("sup-aws"), "dummy-secret-key")
+        .args(["--supervise", "--refresh", "1s", "--credentials", &format!("aws-sm:{name}")])
+        .args(["--ca", &format!("aws-sm:{ca}"), "--"])
+        .arg(&app)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_user(&log, &role, &mut child);
+    // A new AWSCURRENT version naming another user.
+    let (next, password) = (unique("rds"), canary());
+    s.pg.create_role(&next, &password);
+    let value = serde_json::json!({"engine": "postgres", "host": "localhost", "username": next,
+        "password": password, "dbname": "postgres", "port": s.pg.port});
+    s.moto.put_string(&name, &value.to_string());
+    wait_for_user(&log, &next, &mut child);
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(!stderr.contains(&password), "{stderr}");
+    let seen = connections(&log);
+    assert!(seen.iter().all(|c| c.1 == "ok"), "{seen:?}\n{stderr}");
+    assert!(stderr.contains("the secrets changed"), "{stderr}");
+}
+
 /// Writes a new version of `f`'s secret with a new password for the same user, and sets it in
 /// the database.
 fn rotate(f: &Fixture) -> String {

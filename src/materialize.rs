@@ -228,6 +228,15 @@ pub fn write(
             let mut lines = Vec::new();
             for (i, endpoint) in target.endpoints.iter().enumerate() {
                 if let Some(password) = target.password_for(i) {
+                    if plan.drivers.contains(&crate::drivers::Driver::Asyncpg)
+                        && let Some(problem) =
+                            crate::drivers::asyncpg::passfile_problem(&endpoint.host, &target.user, password.expose())
+                    {
+                        return Err(Error::msg(
+                            Exit::DataErr,
+                            format!("--password-via passfile with --driver asyncpg: {problem}; use --password-via env"),
+                        ));
+                    }
                     lines.push(crate::libpq::pgpass::line(&endpoint.host, endpoint.port, &target.user, password)?);
                 }
             }

@@ -212,6 +212,15 @@ impl Supervise {
                 ),
             ));
         }
+        if matches!(on_change, OnChange::Passfile | OnChange::Signal(_))
+            && options.driver.contains(&crate::drivers::Driver::Pgx)
+        {
+            crate::log::warn(format!(
+                "--on-change {}: pgx reads the .pgpass when its configuration is parsed, and a pool (pgxpool) parses \
+                 once: its new connections keep the old password; --on-change restart reaches it",
+                on_change.name()
+            ));
+        }
         let refresh = options.refresh.unwrap_or(Duration::from_mins(5));
         if refresh < Duration::from_secs(1) {
             return Err(Error::msg(Exit::Usage, "--refresh: at least 1s"));

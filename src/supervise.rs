@@ -435,18 +435,25 @@ fn in_place(current: &Generation, next: &Generation, env: &ChildEnv) -> bool {
     let (Some(kept), Some(old_dir), Some(new_dir)) = (&current.env, &current.runtime_dir, &next.runtime_dir) else {
         return false;
     };
-    let (old, new) = (old_dir.path().as_os_str().as_encoded_bytes(), new_dir.path().as_os_str().as_encoded_bytes());
+    // The directory as a path (PGSSLROOTCERT, PGPASSFILE) and as the URLs carry it
+    // (DATABASE_URL, JDBC_DATABASE_URL: percent-encoded).
+    let (old, new) = (old_dir.path().to_string_lossy(), new_dir.path().to_string_lossy());
+    let swaps = [(new.to_string(), old.to_string()), (crate::env::encoded(&new), crate::env::encoded(&old))];
     let rewrite = |v: &std::ffi::OsStr| -> Vec<u8> {
-        let bytes = v.as_encoded_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut rest = bytes;
-        while let Some(at) = rest.windows(new.len()).position(|w| w == new) {
-            out.extend_from_slice(&rest[..at]);
-            out.extend_from_slice(old);
-            rest = &rest[at + new.len()..];
+        let mut bytes = v.as_encoded_bytes().to_vec();
+        for (from, to) in &swaps {
+            let (from, to) = (from.as_bytes(), to.as_bytes());
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut rest = bytes.as_slice();
+            while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
+                out.extend_from_slice(&rest[..at]);
+                out.extend_from_slice(to);
+                rest = &rest[at + from.len()..];
+            }
+            out.extend_from_slice(rest);
+            bytes = out;
         }
-        out.extend_from_slice(rest);
-        out
+        bytes
     };
     let ours: Vec<(&std::ffi::OsStr, Vec<u8>)> = env.pairs().map(|(k, v)| (k, rewrite(v))).collect();
     let theirs: Vec<(&std::ffi::OsStr, Vec<u8>)> =

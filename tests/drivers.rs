@@ -197,3 +197,35 @@ fn a_node_postgres_app_trusts_the_ca_through_node_extra_ca_certs_and_keeps_an_in
     let ours = std::fs::read_to_string(&s.certs.ca).unwrap();
     assert!(bundle.contains(other.trim()) && bundle.contains(ours.trim()), "both CAs in the bundle");
 }
+
+#[test]
+fn asyncpg_reads_a_pgpass_escape_as_written_so_a_password_with_a_colon_is_refused_for_it() {
+    // The canary password holds ':' (escaped as `\:` in the .pgpass, as libpq reads it).
+    let f = Fixture::new();
+    assert!(f.password.contains(':'));
+    // asyncpg itself, given that file: the escape reaches the server with the password.
+    let run = Run::of(
+        f.launcher()
+            .args(["--password-via", "passfile", "--"])
+            .arg(asyncpg_app().get_program())
+            .args(asyncpg_app().get_args()),
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("InvalidPasswordError: password authentication failed"), "{run}");
+    run.assert_no_leak(&f.password);
+    // Named as the app's driver, the launcher refuses before the app starts.
+    let mut named = f.launcher();
+    named.args(["--password-via", "passfile", "--driver", "asyncpg", "--"]).arg(asyncpg_app().get_program());
+    let run = Run::of(named.args(asyncpg_app().get_args()));
+    run.assert_fails(
+        65,
+        "the password holds ':' or '\\', which asyncpg reads from a .pgpass with the escape still in it",
+    )
+    .assert_no_leak(&f.password);
+    // Through PGPASSWORD it connects.
+    let mut env = f.launcher();
+    env.args(["--driver", "asyncpg", "--"]).arg(asyncpg_app().get_program());
+    let run = Run::of(env.args(asyncpg_app().get_args()));
+    run.assert_ok().assert_no_leak(&f.password);
+    assert_eq!(run.stdout.trim(), "true", "{run}");
+}

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::support::drivers::{asyncpg_app, node_app, pgjdbc_app, pgx_app};
 use crate::support::{self, Fixture, bao::ROOT_TOKEN, canary, launcher, services, unique};
 
 /// A shell script `name` in `home` running `body` (psql is `$PSQL`).
@@ -317,8 +318,12 @@ fn a_new_aws_secret_version_restarts_the_app_with_it() {
 /// Writes a new version of `f`'s secret with a new password for the same user, and sets it in
 /// the database.
 fn rotate(f: &Fixture) -> String {
+    rotate_to(f, canary())
+}
+
+/// [`rotate`] to `password`.
+fn rotate_to(f: &Fixture, password: String) -> String {
     let s = services();
-    let password = canary();
     s.pg.sql(&format!("ALTER ROLE \"{}\" PASSWORD '{}'", f.role, password.replace('\'', "''")));
     s.bao.put_kv2(
         &f.kv_path,
@@ -531,4 +536,96 @@ fn supervise_options_are_refused_where_they_cannot_work() {
     // The app's own status is the launcher's.
     let run = support::Run::of(f.launcher().args(["--supervise", "--", "sh", "-c", "exit 3"]));
     assert_eq!(run.code, 3, "{run}");
+}
+
+/// Runs `app` (whose driver is `driver`) under `--on-change passfile`: it connects, the password
+/// rotates and the supervisor rewrites the `.pgpass`, then the app connects once more the way
+/// its pool would. Whether that second connection succeeded, and the launcher's stderr.
+fn second_connection_after_rotation(driver: &str, app: &Command) -> (bool, String) {
+    let f = Fixture::new();
+    // Passwords every driver reads back from a .pgpass (asyncpg does not unescape `\:`).
+    let plain = || format!("plain-{}-{}", std::process::id(), unique("pw"));
+    rotate_to(&f, plain());
+    let again = f.home.join("again");
+    let mut child = f
+        .launcher()
+        .env("APP_AGAIN_AFTER", &again)
+        .args(["--supervise", "--refresh", "1s", "--password-via", "passfile", "--on-change", "passfile"])
+        .args(["--driver", driver, "--"])
+        .arg(app.get_program())
+        .args(app.get_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let fail = |mut child: Child, reader: std::thread::JoinHandle<String>, what: &str| -> ! {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{driver}: {what}\n{}", reader.join().unwrap());
+    };
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    if !matches!(first.trim(), "true" | "t") {
+        fail(child, reader, &format!("the first connection: {first:?}"));
+    }
+    let password = rotate_to(&f, plain());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("written in place") => break,
+            Ok(_) => {}
+            Err(_) => fail(child, reader, "the passfile was not rewritten"),
+        }
+    }
+    std::fs::write(&again, "").unwrap();
+    let mut second = String::new();
+    stdout.read_line(&mut second).unwrap();
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(!stderr.contains(&password) && !stderr.contains(&f.password), "{stderr}");
+    (status.success() && matches!(second.trim(), "true" | "t"), stderr)
+}
+
+#[test]
+fn which_drivers_read_the_rewritten_passfile_at_their_next_connection() {
+    let psql = script(
+        &support::home(&unique("sup-libpq")),
+        "libpq.sh",
+        "q='select ssl from pg_stat_ssl where pid = pg_backend_pid()'\n$PSQL -XAtqc \"$q\" || exit 1\n\
+         while [ ! -e \"$APP_AGAIN_AFTER\" ]; do sleep 0.05; done\nexec $PSQL -XAtqc \"$q\"",
+    );
+    // Measured; the README's table says the same. pgx reads the passfile once, when the
+    // configuration is parsed (pgxpool parses once): its pool keeps the old password.
+    let expected = [
+        ("libpq", Command::new(psql), true),
+        ("pgx", Command::new(pgx_app()), false),
+        ("node-postgres", node_app(), true),
+        ("asyncpg", asyncpg_app(), true),
+        ("pgjdbc", pgjdbc_app(), true),
+    ];
+    let measured: Vec<(&str, bool, String)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = expected
+            .iter()
+            .map(|(driver, app, _)| scope.spawn(move || (*driver, second_connection_after_rotation(driver, app))))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).map(|(d, (ok, stderr))| (d, ok, stderr)).collect()
+    });
+    for ((driver, _, expect), (_, got, stderr)) in expected.iter().zip(&measured) {
+        eprintln!("{driver}: reads the rewritten .pgpass at its next connection: {got}");
+        assert_eq!(got, expect, "{driver}\n{stderr}");
+        // The one that does not is named in a warning.
+        assert_eq!(stderr.contains("pgx reads the .pgpass when its configuration is parsed"), !expect, "{stderr}");
+    }
 }

@@ -20,6 +20,26 @@ use openssl::x509::{X509, X509PurposeId, X509StoreContext};
 use super::Refusal;
 use crate::libpq::CrlPlan;
 
+/// What asyncpg 0.30.0 cannot read back from a `.pgpass` line that libpq reads: its
+/// `_read_password_file` strips the whole line (leading and trailing white space of the first
+/// and last field is lost) and splits on unescaped `:` without ever unescaping `\:` or `\\`, so
+/// a field holding `:` or `\` reaches it with the backslash still in it. The problem, in words
+/// naming the field only.
+#[must_use]
+pub fn passfile_problem(host: &str, user: &str, password: &str) -> Option<String> {
+    for (what, value) in [("host name", host), ("user name", user), ("password", password)] {
+        if value.contains([':', '\\']) {
+            return Some(format!(
+                "the {what} holds ':' or '\\', which asyncpg reads from a .pgpass with the escape still in it"
+            ));
+        }
+    }
+    (password.trim_end() != password || host.trim_start() != host).then(|| {
+        "the password ends (or the host name starts) with white space, which asyncpg strips from a .pgpass line"
+            .to_owned()
+    })
+}
+
 /// Python's `_ssl.c` verify codes with words of its own.
 const HOSTNAME_MISMATCH: i32 = 62;
 const IP_ADDRESS_MISMATCH: i32 = 64;
@@ -95,4 +115,19 @@ pub(super) fn judge(served: &[X509], host: &str, root: &Path, crl: &CrlPlan) -> 
 /// (not `inet_aton`'s short or hex forms, which Rust does not parse either).
 fn ipv4_or_ipv6(host: &str) -> Option<IpAddr> {
     host.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passfile_problem;
+
+    #[test]
+    fn what_asyncpg_cannot_read_back_from_a_pgpass_is_named_by_field() {
+        assert_eq!(passfile_problem("db", "app", "plain-Pa55word"), None);
+        assert!(passfile_problem("db", "app", "a:b").is_some_and(|p| p.starts_with("the password")));
+        assert!(passfile_problem("db", "app", "a\\b").is_some_and(|p| p.starts_with("the password")));
+        assert!(passfile_problem("db", "ad:min", "x").is_some_and(|p| p.starts_with("the user name")));
+        assert!(passfile_problem("db", "app", "ends with space ").is_some());
+        assert_eq!(passfile_problem("db", "app", " starts with space"), None, "only the line's ends are stripped");
+    }
 }

@@ -3,7 +3,7 @@
 //! and with how to fix the certificate. Without `--driver`, the same judges say which driver
 //! families would refuse the certificate, as warnings. libpq's judge is the check itself.
 
-mod asyncpg;
+pub mod asyncpg;
 mod node;
 mod pgjdbc;
 mod pgx;

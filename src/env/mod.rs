@@ -262,6 +262,15 @@ fn jdbc_url(target: &Target, root: &Path, client: Option<&crate::check::ClientFi
     url
 }
 
+/// `value` as the URLs the launcher builds carry it (everything but RFC 3986's unreserved
+/// characters percent-encoded).
+#[must_use]
+pub fn encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    encode_into(&mut out, value);
+    out
+}
+
 fn encode_into(out: &mut String, value: &str) {
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

@@ -145,6 +145,53 @@ fn dynamic_credentials_outlive_their_max_ttl_under_two_or_more_users_and_nothing
     assert_eq!(roles.trim(), "0", "database users left\n{stderr}");
 }
 
+#[test]
+fn renewals_that_fail_while_the_store_is_down_are_retried_and_the_app_runs_on() {
+    let s = services();
+    let mut bao = support::Bao::start(&s.root.join(unique("sup-down")));
+    bao.api("POST", "/v1/sys/mounts/database", Some(&serde_json::json!({"type": "database"})));
+    crate::dynamic::database_connection(&bao, "pg", &unique("downadmin"), &serde_json::json!({"allowed_roles": "*"}));
+    let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+    bao.api(
+        "POST",
+        "/v1/database/roles/down",
+        Some(&serde_json::json!({"db_name": "pg", "creation_statements": [create], "default_ttl": "3s", "max_ttl": "1h"})),
+    );
+    let home = support::home(&unique("sup-down"));
+    let app = script(&home, "app.sh", "echo $$\nwhile :; do sleep 0.1; done");
+    let mut cmd = launcher(&home);
+    cmd.env("VAULT_ADDR", &bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
+        "--supervise",
+        "--credentials",
+        "vault:database/creds/down",
+        "--ca",
+        &format!("file:{}", s.certs.ca.display()),
+        "--host",
+        "localhost",
+        "--port",
+        &s.pg.port.to_string(),
+        "--dbname",
+        "postgres",
+        "--",
+    ]);
+    let mut child = cmd.arg(&app).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let app_pid: u32 = line.trim().parse().unwrap();
+    // A renewal goes through, then the store goes away for good.
+    std::thread::sleep(Duration::from_millis(2500));
+    bao.kill();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(child.try_wait().unwrap().is_none(), "the launcher is still there");
+    assert!(Path::new(&format!("/proc/{app_pid}")).exists(), "the app runs on");
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(stderr.contains("renewed lease database/creds/down/"), "{stderr}");
+    let retries = stderr.matches("trying again in").count();
+    assert!(retries >= 2, "renewals retried with back-off: {stderr}");
+    assert_eq!(stderr.matches("started ").count(), 1, "the app was not restarted: {stderr}");
+}
+
 /// A KV-backed launch under `--supervise`, reading again every second, with `extra` options.
 fn kv_supervised(f: &Fixture, app: &Path, extra: &[&str]) -> Child {
     f.launcher()

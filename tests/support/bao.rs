@@ -71,6 +71,12 @@ impl Bao {
         bao
     }
 
+    /// Kills the server (a dev server keeps nothing: it does not come back).
+    pub fn kill(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
     /// How many reads of exactly `path` (`secret/data/…`) the audit log holds.
     pub fn audited_reads(&self, path: &str) -> usize {
         std::fs::read_to_string(&self.audit_log)

@@ -387,6 +387,17 @@ async fn change(
     let mut next = Generation::new(sources, ready.runtime_dir, ready.lease, ready.version);
     drop(ready.target);
     let env = ready.child;
+    // A new login (the old token reached its max TTL) that reads what the app already has:
+    // nothing for the app to change.
+    if next.lease.is_none() && current.lease.is_none() && !next.version.changed(&current.version) {
+        drop(env);
+        next.runtime_dir = current.runtime_dir.take();
+        next.env = current.env.take();
+        let old = std::mem::replace(current, next);
+        old.retire("logged in again").await;
+        log::info("logged in again; the secrets are unchanged: the app runs on");
+        return Ok(Changed::Applied);
+    }
     let action = match settings.on_change {
         OnChange::Passfile | OnChange::Signal(_) if !in_place(current, &next, &env) => {
             log::info("the change reaches more than the files (a new user name, host or setting): restarting the app");

@@ -192,6 +192,53 @@ fn renewals_that_fail_while_the_store_is_down_are_retried_and_the_app_runs_on() 
     assert_eq!(stderr.matches("started ").count(), 1, "the app was not restarted: {stderr}");
 }
 
+#[test]
+fn a_login_token_at_its_max_ttl_is_replaced_by_a_new_login_and_the_app_runs_on() {
+    let f = Fixture::new();
+    crate::auth::setup();
+    let bao = &services().bao;
+    bao.api(
+        "POST",
+        "/v1/auth/approle/role/short",
+        Some(&serde_json::json!({"token_policies": ["launcher-read"], "token_ttl": "3s", "token_max_ttl": "5s"})),
+    );
+    let role_id =
+        bao.api("GET", "/v1/auth/approle/role/short/role-id", None)["data"]["role_id"].as_str().unwrap().to_owned();
+    let secret_id = bao.api("POST", "/v1/auth/approle/role/short/secret-id", None)["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let app = announcing(&f.home, "while :; do sleep 0.1; done");
+    let mut child = launcher(&f.home)
+        .env("VAULT_ADDR", &bao.addr)
+        .args(["--supervise", "--vault-auth", "approle", "--vault-role-id-file"])
+        .arg(crate::auth::secret_file(&f.home, "role-id", &role_id))
+        .arg("--vault-secret-id-file")
+        .arg(crate::auth::secret_file(&f.home, "secret-id", &secret_id))
+        .args(["--credentials", &f.credentials(), "--ca", &f.ca(), "--"])
+        .arg(&app)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    let (code, stderr) = stop(child, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(stderr.contains("the Vault token reaches its max TTL"), "{stderr}");
+    assert!(stderr.contains("the secrets are unchanged: the app runs on"), "{stderr}");
+    assert_eq!(stderr.matches("started ").count(), 1, "the app was not restarted: {stderr}");
+    // Every token a login made was revoked: the replaced ones at once, the last at exit.
+    let accessors: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split_once("token accessor ")?.1.split(|c: char| !c.is_ascii_alphanumeric()).next())
+        .collect();
+    assert!(accessors.len() >= 3, "logged in again at least twice: {stderr}");
+    let alive: Vec<&&str> = accessors.iter().filter(|a| crate::auth::token_alive(a)).collect();
+    assert!(alive.is_empty(), "tokens left: {alive:?}\n{stderr}");
+}
+
 /// A KV-backed launch under `--supervise`, reading again every second, with `extra` options.
 fn kv_supervised(f: &Fixture, app: &Path, extra: &[&str]) -> Child {
     f.launcher()

@@ -304,10 +304,12 @@ impl SecretSource for VaultSource {
         let token = get(&self.client, &self.index, "auth/token/lookup-self".to_owned())
             .await
             .map_err(|e| self.map_error(e, &reference))?;
-        let ttl = token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if ttl == 0 {
+        // A token that never expires (a root token) has no expire_time; a `ttl` of 0 is also
+        // what an expiring one says in its last second.
+        if token.get("expire_time").is_none_or(serde_json::Value::is_null) {
             return Ok(None);
         }
+        let ttl = token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0);
         if !token.get("renewable").and_then(serde_json::Value::as_bool).unwrap_or(false) {
             return Ok(Some(Duration::from_secs(ttl)));
         }

@@ -95,6 +95,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         if let Some(path) = options.config.clone() {
             config::fill(&mut options, config::load(&path)?)?;
         }
+        if options.supervise && !matches!(mode, Mode::Launch(_)) {
+            return Err(Error::msg(
+                Exit::Usage,
+                "--supervise goes with running a program (launcher --supervise -- PROGRAM)",
+            ));
+        }
         log::configure(options.quiet, options.verbose, options.log_format == Some(cli::LogFormat::Json));
         harden::apply();
         let env = ParentEnv::from_process();

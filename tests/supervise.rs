@@ -627,6 +627,10 @@ fn supervise_options_are_refused_where_they_cannot_work() {
     run.assert_fails(64, "needs --password-via passfile");
     let run = support::Run::of(f.launcher().args(["--supervise", "--on-change", "signal:KILL", "--", "true"]));
     run.assert_fails(64, "is not a signal the app can catch");
+    let mut check = launcher(&f.home);
+    check.env("VAULT_ADDR", &services().bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).env("LAUNCHER_SUPERVISE", "true");
+    let run = support::Run::of(check.args(["check", "--credentials", &f.credentials(), "--ca", &f.ca()]));
+    run.assert_fails(64, "--supervise goes with running a program");
     // The app's own status is the launcher's.
     let run = support::Run::of(f.launcher().args(["--supervise", "--", "sh", "-c", "exit 3"]));
     assert_eq!(run.code, 3, "{run}");

@@ -49,6 +49,22 @@ fn canaries_never_leave_through_any_path() {
             vec!["--password-via".into(), "passfile".into(), "--database-url".into(), "--".into(), "true".into()],
             0,
         ),
+        ("supervise", vec!["--supervise".into(), "--".into(), "true".into()], 0),
+        (
+            "supervise, passfile in place",
+            vec![
+                "--supervise".into(),
+                "--password-via".into(),
+                "passfile".into(),
+                "--on-change".into(),
+                "passfile".into(),
+                "--".into(),
+                "sh".into(),
+                "-c".into(),
+                "exit 3".into(),
+            ],
+            3,
+        ),
         ("wrong CA", vec!["--ca".into(), other_ca, "--".into(), "true".into()], 76),
         ("host mismatch", vec!["--host".into(), "127.0.0.2".into(), "--".into(), "true".into()], 76),
         ("database down", vec!["--port".into(), closed.clone(), "--".into(), "true".into()], 69),
@@ -111,17 +127,21 @@ fn canaries_never_leave_through_any_path() {
 #[test]
 fn the_app_gets_its_core_limit_back() {
     let f = Fixture::new();
-    let mut cmd = Command::new("sh");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &f.home)
-        .env("VAULT_ADDR", &services().bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
-        .args(["-c", "ulimit -c 12345 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_launcher")])
-        .args(["--credentials", &f.credentials(), "--ca", &f.ca(), "--", "sh", "-c", "ulimit -c"]);
-    let run = Run::of(&mut cmd);
-    run.assert_ok().assert_no_leak(&f.password);
-    assert_eq!(run.stdout.trim(), "12345", "{run}");
+    // Exec'd, and started as a child (--supervise, which keeps its own limit at 0).
+    for mode in [&[][..], &["--supervise"][..]] {
+        let mut cmd = Command::new("sh");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &f.home)
+            .env("VAULT_ADDR", &services().bao.addr)
+            .env("VAULT_TOKEN", ROOT_TOKEN)
+            .args(["-c", "ulimit -c 12345 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_launcher")])
+            .args(mode)
+            .args(["--credentials", &f.credentials(), "--ca", &f.ca(), "--", "sh", "-c", "ulimit -c"]);
+        let run = Run::of(&mut cmd);
+        run.assert_ok().assert_no_leak(&f.password);
+        assert_eq!(run.stdout.trim(), "12345", "{mode:?}: {run}");
+    }
 }
 
 #[test]

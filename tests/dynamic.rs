@@ -53,6 +53,27 @@ pub fn database_connection(bao: &support::Bao, name: &str, admin: &str, settings
     bao.api("POST", &format!("/v1/database/config/{name}"), Some(&config));
 }
 
+/// On the shared store (after [`database_engine`]): a connection `connection` through a superuser
+/// `admin` of its own, whose users are named `ROLE-…`, and a role `role` on it with `ttl` and
+/// `max_ttl`; so that what its launches were issued can be counted in pg_roles.
+pub fn role_of_its_own(connection: &str, admin: &str, role: &str, ttl: &str, max_ttl: &str) {
+    database_engine();
+    let s = services();
+    database_connection(
+        &s.bao,
+        connection,
+        admin,
+        &serde_json::json!({"allowed_roles": role, "username_template": format!("{role}-{{{{random 12}}}}")}),
+    );
+    let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+    s.bao.api(
+        "POST",
+        &format!("/v1/database/roles/{role}"),
+        Some(&serde_json::json!({"db_name": connection, "creation_statements": [create],
+            "default_ttl": ttl, "max_ttl": max_ttl})),
+    );
+}
+
 fn dynamic(role: &str, token: &str) -> std::process::Command {
     dynamic_in(&[], role, token)
 }

@@ -59,6 +59,27 @@ fn distinct<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
     v
 }
 
+/// `launcher --supervise` with `vault:PATH` from the store at `vault_addr` (root token) as the
+/// credentials, for the test server, and `extra` options; the app follows.
+fn database_launch(home: &Path, vault_addr: &str, path: &str, extra: &[&str]) -> Command {
+    let s = services();
+    let mut cmd = launcher(home);
+    cmd.env("VAULT_ADDR", vault_addr).env("VAULT_TOKEN", ROOT_TOKEN).arg("--supervise").args(extra).args([
+        "--credentials",
+        &format!("vault:{path}"),
+        "--ca",
+        &format!("file:{}", s.certs.ca.display()),
+        "--host",
+        "localhost",
+        "--port",
+        &s.pg.port.to_string(),
+        "--dbname",
+        "postgres",
+        "--",
+    ]);
+    cmd
+}
+
 /// Sends `signal` to `child` (the launcher) and returns its exit code and stderr.
 fn stop(mut child: Child, signal: &str) -> (i32, String) {
     support::run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
@@ -75,23 +96,7 @@ fn stop(mut child: Child, signal: &str) -> (i32, String) {
 /// most 8 s.
 fn supervised_engine() {
     static DONE: OnceLock<()> = OnceLock::new();
-    crate::dynamic::database_engine();
-    DONE.get_or_init(|| {
-        let s = services();
-        crate::dynamic::database_connection(
-            &s.bao,
-            "pgsup",
-            "supadmin",
-            &serde_json::json!({"allowed_roles": "sup", "username_template": "sup-{{random 12}}"}),
-        );
-        let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
-        s.bao.api(
-            "POST",
-            "/v1/database/roles/sup",
-            Some(&serde_json::json!({"db_name": "pgsup", "creation_statements": [create],
-                "default_ttl": "3s", "max_ttl": "8s"})),
-        );
-    });
+    DONE.get_or_init(|| crate::dynamic::role_of_its_own("pgsup", "supadmin", "sup", "3s", "8s"));
 }
 
 #[test]
@@ -101,21 +106,7 @@ fn dynamic_credentials_outlive_their_max_ttl_under_two_or_more_users_and_nothing
     let home = support::home(&unique("sup-dyn"));
     let log = home.join("connections.log");
     let app = connecting_app(&home, &log, "1");
-    let mut cmd = launcher(&home);
-    cmd.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--supervise",
-        "--credentials",
-        "vault:database/creds/sup",
-        "--ca",
-        &format!("file:{}", s.certs.ca.display()),
-        "--host",
-        "localhost",
-        "--port",
-        &s.pg.port.to_string(),
-        "--dbname",
-        "postgres",
-        "--",
-    ]);
+    let mut cmd = database_launch(&home, &s.bao.addr, "database/creds/sup", &[]);
     let child = cmd.arg(&app).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(20));
     let (code, stderr) = stop(child, "TERM");
@@ -159,21 +150,7 @@ fn renewals_that_fail_while_the_store_is_down_are_retried_and_the_app_runs_on() 
     );
     let home = support::home(&unique("sup-down"));
     let app = script(&home, "app.sh", "echo $$\nwhile :; do sleep 0.1; done");
-    let mut cmd = launcher(&home);
-    cmd.env("VAULT_ADDR", &bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--supervise",
-        "--credentials",
-        "vault:database/creds/down",
-        "--ca",
-        &format!("file:{}", s.certs.ca.display()),
-        "--host",
-        "localhost",
-        "--port",
-        &s.pg.port.to_string(),
-        "--dbname",
-        "postgres",
-        "--",
-    ]);
+    let mut cmd = database_launch(&home, &bao.addr, "database/creds/down", &[]);
     let mut child = cmd.arg(&app).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
@@ -344,25 +321,8 @@ fn a_static_role_rotating_every_5s_is_followed_in_the_passfile_by_the_same_app()
     let home = support::home(&unique("sup-rot"));
     let log = home.join("connections.log");
     let app = connecting_app(&home, &log, "0.3");
-    let mut cmd = launcher(&home);
-    cmd.env("VAULT_ADDR", &s.bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--supervise",
-        "--password-via",
-        "passfile",
-        "--on-change",
-        "passfile",
-        "--credentials",
-        &format!("vault:database/static-creds/{role}"),
-        "--ca",
-        &format!("file:{}", s.certs.ca.display()),
-        "--host",
-        "localhost",
-        "--port",
-        &s.pg.port.to_string(),
-        "--dbname",
-        "postgres",
-        "--",
-    ]);
+    let passfile = ["--password-via", "passfile", "--on-change", "passfile"];
+    let mut cmd = database_launch(&home, &s.bao.addr, &format!("database/static-creds/{role}"), &passfile);
     let child = cmd.arg(&app).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(20));
     let (code, stderr) = stop(child, "TERM");

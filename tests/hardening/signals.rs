@@ -14,23 +14,7 @@ use crate::support::{self, Fixture, Run, bao::ROOT_TOKEN, launcher, services, un
 /// `sig`: what a signalled launch was issued can be counted in pg_roles.
 fn signal_engine() {
     static DONE: OnceLock<()> = OnceLock::new();
-    crate::dynamic::database_engine();
-    DONE.get_or_init(|| {
-        let s = services();
-        crate::dynamic::database_connection(
-            &s.bao,
-            "pgsig",
-            "sigadmin",
-            &serde_json::json!({"allowed_roles": "sig", "username_template": "sig-{{random 12}}"}),
-        );
-        let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
-        s.bao.api(
-            "POST",
-            "/v1/database/roles/sig",
-            Some(&serde_json::json!({"db_name": "pgsig", "creation_statements": [create],
-                "default_ttl": "1h", "max_ttl": "2h"})),
-        );
-    });
+    DONE.get_or_init(|| crate::dynamic::role_of_its_own("pgsig", "sigadmin", "sig", "1h", "2h"));
 }
 
 fn sig_users() -> usize {

@@ -80,6 +80,12 @@ mod tests {
         assert_eq!(o.keep_env, ["A"]);
         assert_eq!(o.client_cert.as_deref(), Some("vault-pki:pki/issue/app"), "every option is a key");
         assert!(o.pristine);
+        let path = write("supervise.toml", "supervise = true\non-change = \"signal:HUP\"\nstop-timeout = \"30s\"\n");
+        let mut o = crate::cli::Cli::parse_from(["launcher", "--", "true"]).options;
+        fill(&mut o, load(&path).unwrap()).unwrap();
+        assert!(o.supervise);
+        assert_eq!(o.on_change, Some(crate::cli::OnChange::Signal(nix::sys::signal::Signal::SIGHUP)));
+        assert_eq!(o.stop_timeout, Some(Duration::from_secs(30)));
     }
 
     #[test]
@@ -115,6 +121,8 @@ mod tests {
         let path = write("bad3.toml", "password-via = \"carrier-pigeon\"\n");
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("line 1: unknown variant `carrier-pigeon`"), "{e}");
+        let path = write("bad5.toml", "supervise = true\non-change = \"signal:NOPE\"\n");
+        assert!(load(&path).unwrap_err().to_string().contains("bad5.toml, line 2: \"NOPE\" is not a signal"));
         let path = write("bad4.toml", "config = \"/etc/other.toml\"\n");
         assert!(load(&path).unwrap_err().to_string().contains("unknown field `config`"));
     }

@@ -70,12 +70,23 @@ pub fn exec(program: &[OsString], env: &ChildEnv, _checked: &Checked) -> Error {
 /// Starts `program` as a child with `env` (`--supervise`). Requires proof that the connection
 /// check passed. std resets the signal mask and `SIGPIPE` in the child, as for [`exec`]; the
 /// launcher's caught signals go back to their defaults with the `execve`.
-pub fn spawn(program: &[OsString], env: &ChildEnv, _checked: &Checked) -> Result<nix::unistd::Pid, Error> {
+/// With `own_group`, the child leads a process group of its own (for a terminal to be handed to).
+pub fn spawn(
+    program: &[OsString],
+    env: &ChildEnv,
+    _checked: &Checked,
+    own_group: bool,
+) -> Result<nix::unistd::Pid, Error> {
     let Some((name, args)) = program.split_first() else {
         return Err(Error::msg(Exit::Usage, "no program given after --"));
     };
     crate::harden::restore_for_exec();
-    let spawned = Command::new(name).args(args).env_clear().envs(env.pairs()).spawn();
+    let mut command = Command::new(name);
+    command.args(args).env_clear().envs(env.pairs());
+    if own_group {
+        command.process_group(0);
+    }
+    let spawned = command.spawn();
     crate::harden::lower_core_limit();
     match spawned {
         // The handle is let go without waiting: the supervisor reaps every child itself

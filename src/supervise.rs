@@ -119,9 +119,32 @@ struct App {
     pid: Pid,
 }
 
+/// Whether the launcher runs in the foreground of a terminal (a developer's shell). Then the app
+/// gets a process group of its own and the terminal with it, as tini's `isolate_child` does: the
+/// terminal's Ctrl-C, Ctrl-\ and window changes reach the app once, not once from the terminal
+/// and again through the launcher. Read once, before the first app takes the foreground.
+fn terminal() -> bool {
+    static FOREGROUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOREGROUND.get_or_init(|| nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == nix::unistd::getpgrp()))
+}
+
 impl App {
     fn start(program: &[OsString], env: &ChildEnv, checked: &Checked) -> Result<Self, Error> {
-        let pid = exec::spawn(program, env, checked)?;
+        let terminal = terminal();
+        let pid = exec::spawn(program, env, checked, terminal)?;
+        if terminal {
+            // Handing the terminal over from what is by then a background group (a restart)
+            // would stop the launcher with SIGTTOU: blocked on this thread, which does it (the
+            // app starts with an empty mask).
+            let mut ttou = nix::sys::signal::SigSet::empty();
+            ttou.add(Signal::SIGTTOU);
+            let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+            if let Err(e) = nix::unistd::tcsetpgrp(std::io::stdin(), pid) {
+                log::warn(format!("could not hand the terminal to the app: {e}"));
+            }
+            // It may have touched the terminal before it had it, and been stopped for that.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
+        }
         log::info(format!("started {} as PID {pid}", program[0].to_string_lossy()));
         Ok(Self { pid })
     }

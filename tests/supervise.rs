@@ -496,6 +496,52 @@ fn an_app_killed_by_sigkill_makes_the_launcher_exit_137() {
     assert_eq!(status.code(), Some(137));
 }
 
+#[test]
+fn in_a_terminal_the_app_has_the_foreground_and_ctrl_c_reaches_it_once() {
+    use std::io::Write;
+    let f = Fixture::new();
+    let app = announcing(&f.home, "while :; do sleep 0.1; done");
+    let mut command = f.launcher();
+    command.args(["--supervise", "--"]).arg(&app);
+    let shell_quoted: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
+        .collect();
+    // `script` runs it on a pseudo-terminal, in the foreground as in a developer's shell; a ^C
+    // written to it is the terminal's SIGINT to the foreground process group.
+    let mut term = Command::new("script");
+    term.args(["-qfec", &format!("exec {}", shell_quoted.join(" ")), "/dev/null"])
+        .env_clear()
+        .envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = term.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let app_pid = loop {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the app did not start");
+        if let Ok(pid) = line.trim().parse::<u32>() {
+            break pid;
+        }
+    };
+    // Its own process group, which the terminal now sends its signals to (tini's isolate_child).
+    let stat = std::fs::read_to_string(format!("/proc/{app_pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let (pgrp, tpgid) = (fields[2], fields[5]);
+    assert_eq!(pgrp, app_pid.to_string(), "the app leads a process group of its own: {stat}");
+    assert_eq!(tpgid, pgrp, "the terminal's foreground group is the app's: {stat}");
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    // The terminal's SIGINT ended the app; the launcher was not sent one to forward again.
+    assert!(!rest.contains("forwarding SIGINT"), "{rest}");
+    assert!(rest.contains("the app exited with status 130"), "{rest}");
+    assert_eq!(status.code(), Some(130), "{rest}");
+}
+
 /// The PIDs whose parent is `parent`, with their state letter.
 fn children_of(parent: u32) -> Vec<(u32, String)> {
     std::fs::read_dir("/proc")

@@ -135,6 +135,18 @@ fn the_tokens_ttl_is_asked_for_beside_the_dynamic_read_not_after_it() {
 }
 
 #[test]
+fn a_token_in_its_last_second_is_not_taken_for_one_that_never_expires() {
+    let s = services();
+    let created =
+        s.bao.api("POST", "/v1/auth/token/create", Some(&serde_json::json!({"ttl": "3s", "policies": ["root"]})));
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+    // Its lookup now says `ttl: 0` (less than a second left), as a root token's does.
+    std::thread::sleep(std::time::Duration::from_millis(2400));
+    let run = Run::of(dynamic("app", &token).args(["--min-ttl", "2s", "--", "true"]));
+    run.assert_fails(78, "the credentials expire in 1s, sooner than --min-ttl 2s").assert_no_leak(&token);
+}
+
+#[test]
 fn min_ttl_refuses_credentials_that_end_too_soon() {
     Run::of(dynamic("short", ROOT_TOKEN).args(["--min-ttl", "5m", "--", "true"]))
         .assert_fails(78, "the credentials expire in 60s, sooner than --min-ttl 300s");

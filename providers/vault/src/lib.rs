@@ -373,9 +373,13 @@ impl SecretSource for VaultSource {
             let token_ttl = async {
                 match &self.login {
                     Some(login) => Ok(login.ttl),
-                    None => get(&self.client, &self.index, "auth/token/lookup-self".to_owned())
-                        .await
-                        .map(|token| token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0)),
+                    None => get(&self.client, &self.index, "auth/token/lookup-self".to_owned()).await.map(|token| {
+                        // 0 is "never expires" below; an expiring token in its last second says 0 too.
+                        match token.get("expire_time") {
+                            None | Some(serde_json::Value::Null) => 0,
+                            Some(_) => token.get("ttl").and_then(serde_json::Value::as_u64).unwrap_or(0).max(1),
+                        }
+                    }),
                 }
             };
             let (answer, token_ttl) =

